@@ -1,0 +1,46 @@
+# paperforge — the two commands of the README quick start, and friends.
+#   make demo   create .venv if missing, install, train + evaluate the default experiment (dynvit/digits_relu_ln)
+#   make test   create .venv if missing, install with [dev], run the fast test suite
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+STAMP  := $(VENV)/.installed
+STAMP_DEV := $(VENV)/.installed-dev
+# pinned here too so pip resolves torch first (from a local mirror where one exists)
+TORCH_PINS := torch==2.14.1 torchvision==0.29.1
+PYTEST_ARGS ?=
+
+.PHONY: demo test test-slow lint install install-dev demo-yolact demo-anomaly clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PIP) install -q $(TORCH_PINS)
+	$(PIP) install -q -e .
+	touch $@
+
+$(STAMP_DEV): pyproject.toml | $(PY)
+	$(PIP) install -q $(TORCH_PINS)
+	$(PIP) install -q -e ".[dev]"
+	touch $@ $(STAMP)
+
+install: $(STAMP)
+install-dev: $(STAMP_DEV)
+
+demo: $(STAMP)
+	$(VENV)/bin/forge-train experiment=dynvit/digits_relu_ln
+
+test: $(STAMP_DEV)
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+test-slow: $(STAMP_DEV)
+	$(PY) -m pytest -q -m slow $(PYTEST_ARGS)
+
+lint: $(STAMP_DEV)
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf work_dirs outputs multirun

@@ -1,0 +1,3 @@
+"""paperforge's shared core: configs, the runner, data, evaluation, ops and visualisation."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,77 @@
+"""``forge-test``: evaluate a checkpoint on the validation/test split.
+
+    forge-test experiment=dynvit/digits_relu_ln checkpoint=work_dirs/dynvit/digits_relu_ln/epoch_30.pth
+    forge-test config=work_dirs/dynvit/digits_relu_ln/config.yaml checkpoint=...   # the saved config alone
+
+Metrics are printed, written to ``<work_dir>/metrics.json`` (``_phase: test``) and returned.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from ..config import ConfigError, load_config, validate
+from .common import CONFIG_DIR, report_and_exit, resolve_work_dir
+
+# keys a saved config contributes; the command line keeps checkpoint, work_dir and launcher
+_FROM_SAVED = ("model", "loss", "dataset", "schedule", "runtime", "seed", "experiment_name", "engine")
+
+
+def merge_saved(cfg: DictConfig) -> DictConfig:
+    """Replace the composed groups by those of the saved config named by ``cfg.config``."""
+    saved = load_config(str(cfg.config))
+    merged = OmegaConf.to_container(cfg, resolve=False)
+    for key in _FROM_SAVED:
+        if key in saved:
+            merged[key] = OmegaConf.to_container(saved[key], resolve=True) if OmegaConf.is_config(
+                saved[key]
+            ) else saved[key]
+    out = OmegaConf.create(merged)
+    return out
+
+
+def run_test(cfg: DictConfig) -> dict:
+    if cfg.get("config"):
+        cfg = merge_saved(cfg)
+    checkpoint = cfg.get("checkpoint")
+    if not checkpoint or not os.path.isfile(str(checkpoint)):
+        raise ConfigError(f"checkpoint={checkpoint!r} does not exist")
+    validate(cfg)
+    work_dir = resolve_work_dir(cfg)
+    from ..runner import build_runner
+
+    runner = build_runner(cfg, work_dir, mode="test")
+    metrics = runner.test()
+    metrics = {k: float(v) if isinstance(v, int | float) else v for k, v in (metrics or {}).items()}
+    from ..distributed import get_rank
+
+    if get_rank() == 0:
+        print("=" * 72)
+        for key, value in metrics.items():
+            print(f"{key:<32} {value:.4f}" if isinstance(value, float) else f"{key:<32} {value}")
+        print(f"metrics written to {os.path.join(work_dir, 'metrics.json')}")
+        print("=" * 72, flush=True)
+        with open(os.path.join(work_dir, "test_metrics.json"), "w") as f:
+            json.dump(metrics, f, indent=2)
+    return metrics
+
+
+@hydra.main(config_path=CONFIG_DIR, config_name="test", version_base="1.3")
+def _main(cfg: DictConfig) -> None:
+    try:
+        run_test(cfg)
+    except ConfigError as err:
+        report_and_exit(err)
+
+
+def main() -> None:
+    sys.exit(_main())
+
+
+if __name__ == "__main__":
+    main()

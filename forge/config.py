@@ -1,0 +1,136 @@
+"""Validate, save and instantiate composed Hydra configs.
+
+Hydra composes ``configs/`` (it already rejects an unknown group option, listing the valid ones); this module checks
+the values before anything is built, so that a wrong override fails in a second with a message naming the key, the
+value and what is allowed, rather than an hour into a run.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator
+from typing import Any
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+ENGINES = ("runner", "fit")
+DEVICES = ("auto", "cpu", "cuda")
+LAUNCHERS = ("local", "torchrun", "slurm")
+# dataset keys that name files or folders which must exist
+PATH_KEYS = ("root", "data_root", "ann_file", "img_prefix", "path")
+CONFIG_FILENAME = "config.yaml"
+
+
+class ConfigError(ValueError):
+    """A composed config has a value that cannot work. The message names every key at fault."""
+
+
+def _walk(node: Any, prefix: str) -> Iterator[tuple[str, Any]]:
+    if isinstance(node, DictConfig):
+        for key in node.keys():
+            value = node._get_node(key)._value() if OmegaConf.is_missing(node, key) else node[key]
+            yield from _walk(value, f"{prefix}.{key}")
+            yield f"{prefix}.{key}", value
+    elif isinstance(node, ListConfig):
+        for i, value in enumerate(node):
+            yield from _walk(value, f"{prefix}[{i}]")
+
+
+def _number(cfg: DictConfig, key: str) -> Any:
+    return OmegaConf.select(cfg, key, default=None)
+
+
+def _check_positive(cfg: DictConfig, key: str, errors: list[str], integer: bool = False, allow_zero: bool = False):
+    value = _number(cfg, key)
+    if value is None:
+        return
+    kind = "an integer" if integer else "a number"
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if ok and integer:
+        ok = float(value).is_integer()
+    if ok:
+        ok = value >= 0 if allow_zero else value > 0
+    if not ok:
+        bound = ">= 0" if allow_zero else "> 0"
+        errors.append(f"{key}={value!r} is invalid: must be {kind} {bound}")
+
+
+def _check_choice(cfg: DictConfig, key: str, choices: tuple, errors: list[str]) -> None:
+    value = _number(cfg, key)
+    if value is not None and value not in choices:
+        errors.append(f"{key}={value!r} is invalid: valid choices are {', '.join(map(str, choices))}")
+
+
+def validate(cfg: DictConfig) -> None:
+    """Raise :class:`ConfigError` listing every problem found in a composed training/test config."""
+    errors: list[str] = []
+    _check_choice(cfg, "engine", ENGINES, errors)
+    _check_choice(cfg, "runtime.device", DEVICES, errors)
+    _check_choice(cfg, "launcher.name", LAUNCHERS, errors)
+    seed = _number(cfg, "seed")
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
+        errors.append(f"seed={seed!r} is invalid: must be a non-negative integer")
+
+    if cfg.get("engine", "runner") == "runner" and cfg.get("schedule") is not None:
+        for key in ("schedule.lr", "schedule.base_batch_size"):
+            _check_positive(cfg, key, errors)
+        for key in ("schedule.batch_size", "schedule.val_interval", "schedule.accumulative_counts"):
+            _check_positive(cfg, key, errors, integer=True)
+        for key in ("schedule.max_epochs", "schedule.max_iters"):
+            _check_positive(cfg, key, errors, integer=True)
+        _check_positive(cfg, "schedule.num_workers", errors, integer=True, allow_zero=True)
+        _check_positive(cfg, "schedule.optimizer.weight_decay", errors, allow_zero=True)
+        by_epoch = _number(cfg, "schedule.by_epoch")
+        length_key = "schedule.max_epochs" if by_epoch else "schedule.max_iters"
+        if by_epoch is not None and _number(cfg, length_key) is None:
+            errors.append(f"{length_key} must be set when schedule.by_epoch={by_epoch}")
+        _check_positive(cfg, "runtime.checkpoint.interval", errors, integer=True)
+        _check_positive(cfg, "runtime.log_interval", errors, integer=True)
+
+    dataset = cfg.get("dataset")
+    if isinstance(dataset, DictConfig):
+        for key, value in _walk(dataset, "dataset"):
+            leaf = key.rsplit(".", 1)[-1]
+            if leaf in PATH_KEYS and isinstance(value, str) and value and not os.path.exists(value):
+                errors.append(f"{key}={value!r} does not exist (check the path or override it, e.g. {key}=/path)")
+
+    resume = cfg.get("resume", False)
+    if resume not in (None, False, True, "auto") and not (isinstance(resume, str) and os.path.isfile(resume)):
+        errors.append(f"resume={resume!r} is invalid: use auto, false, or the path of an existing checkpoint")
+    load_from = cfg.get("load_from")
+    if load_from and not os.path.isfile(load_from):
+        errors.append(f"load_from={load_from!r} does not exist")
+    if errors:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(errors))
+
+
+def save_config(cfg: DictConfig, work_dir: str) -> str:
+    """Write the fully resolved config to ``work_dir/config.yaml`` (what ``forge-test config=...`` rebuilds from)."""
+    os.makedirs(work_dir, exist_ok=True)
+    path = os.path.join(work_dir, CONFIG_FILENAME)
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(OmegaConf.to_yaml(OmegaConf.create(resolved)))
+    os.replace(tmp, path)
+    return path
+
+
+def load_config(path: str) -> DictConfig:
+    """Read a config saved by :func:`save_config`."""
+    if os.path.isdir(path):
+        path = os.path.join(path, CONFIG_FILENAME)
+    if not os.path.isfile(path):
+        raise ConfigError(f"config file {path!r} does not exist")
+    cfg = OmegaConf.load(path)
+    if not isinstance(cfg, DictConfig) or "model" not in cfg:
+        raise ConfigError(f"{path!r} is not a saved paperforge config (no 'model' key)")
+    return cfg
+
+
+def to_plain(node: Any) -> Any:
+    """OmegaConf containers to plain Python (lists stay lists; use ``tuple(...)`` where an API insists)."""
+    if isinstance(node, DictConfig | ListConfig):
+        return OmegaConf.to_container(node, resolve=True)
+    return node

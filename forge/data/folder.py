@@ -1,0 +1,71 @@
+"""ImageNet-style folder dataset: ``root/<class>/<image>``.
+
+Classes are the sorted sub-folder names; images are files with a known image extension (others are an error, not
+silently skipped). A ``transform`` maps a PIL RGB image to a tensor (e.g. ``timm.data.create_transform``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import Dataset
+
+IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
+
+
+class ImageFolderDataset(Dataset):
+    """Items are ``dict(inputs=transform(image), data_samples=dict(label=int))``.
+
+    Args:
+        root: folder with one sub-folder per class.
+        transform: callable on a PIL image returning a ``(C, H, W)`` tensor; default converts to float in [0, 1].
+        classes: optional explicit class list (to share the mapping between train and val folders).
+    """
+
+    def __init__(self, root: str, transform: Callable | None = None, classes: list[str] | None = None) -> None:
+        if not os.path.isdir(root):
+            raise FileNotFoundError(f"ImageFolderDataset: root {root!r} is not a directory")
+        found = sorted(d.name for d in os.scandir(root) if d.is_dir())
+        if not found:
+            raise ValueError(f"ImageFolderDataset: no class folders in {root!r}")
+        self.classes = list(classes) if classes is not None else found
+        unknown = set(found) - set(self.classes)
+        if unknown:
+            raise ValueError(f"ImageFolderDataset: folders {sorted(unknown)} in {root!r} are not in `classes`")
+        self.root = root
+        self.transform = transform
+        self.samples: list[tuple[str, int]] = []
+        for label, name in enumerate(self.classes):
+            folder = os.path.join(root, name)
+            if not os.path.isdir(folder):
+                continue
+            for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+                if not entry.is_file():
+                    continue
+                if not entry.name.lower().endswith(IMG_EXTENSIONS):
+                    raise ValueError(f"ImageFolderDataset: {entry.path!r} is not an image ({IMG_EXTENSIONS})")
+                self.samples.append((entry.path, label))
+        if not self.samples:
+            raise ValueError(f"ImageFolderDataset: no images under {root!r}")
+        self.metainfo = dict(classes=self.classes)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> dict:
+        path, label = self.samples[i]
+        try:
+            with Image.open(path) as im:
+                image = im.convert("RGB")
+        except (OSError, UnidentifiedImageError) as err:
+            raise OSError(f"ImageFolderDataset: cannot read image {path!r}: {err}") from err
+        if self.transform is not None:
+            x = self.transform(image)
+        else:
+            import numpy as np
+
+            x = torch.from_numpy(np.asarray(image, dtype="float32") / 255.0).permute(2, 0, 1).contiguous()
+        return dict(inputs=x, data_samples=dict(label=label))

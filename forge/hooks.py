@@ -1,0 +1,167 @@
+"""mmengine hooks: atomic checkpoints, exact-resume reseeding, final metrics, plots and validation images."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+from mmengine.dist import is_main_process
+from mmengine.hooks import CheckpointHook, Hook
+
+from .distributed import get_rank
+
+
+def atomic_write_text(path: str, text: str) -> None:
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class AtomicCheckpointHook(CheckpointHook):
+    """``CheckpointHook`` that never leaves a job without a complete checkpoint to resume from.
+
+    The runner writes every checkpoint to a temporary file and renames it (see ``ForgeRunner.save_checkpoint``);
+    this hook additionally writes ``last_checkpoint`` atomically and deletes old checkpoints only *after* the new one
+    is complete (mmengine deletes first, so a kill during the save could leave nothing with ``max_keep_ckpts=1``).
+    """
+
+    def _save_checkpoint_with_step(self, runner, step, meta):
+        ckpt_filename = self.filename_tmpl.format(step)
+        self.last_ckpt = self.file_backend.join_path(self.out_dir, ckpt_filename)
+        runner.message_hub.update_info("last_ckpt", self.last_ckpt)
+        to_remove = []
+        if self.max_keep_ckpts > 0 and not (self.keep_ckpt_ids and self.keep_ckpt_ids[-1] == step):
+            if len(self.keep_ckpt_ids) == self.max_keep_ckpts:
+                to_remove.append(self.keep_ckpt_ids.popleft())
+            self.keep_ckpt_ids.append(step)
+            runner.message_hub.update_info("keep_ckpt_ids", list(self.keep_ckpt_ids))
+        runner.save_checkpoint(
+            self.out_dir,
+            ckpt_filename,
+            self.file_client_args,
+            save_optimizer=self.save_optimizer,
+            save_param_scheduler=self.save_param_scheduler,
+            meta=meta,
+            by_epoch=self.by_epoch,
+            backend_args=self.backend_args,
+            **self.args,
+        )
+        if not is_main_process():
+            return
+        atomic_write_text(os.path.join(runner.work_dir, "last_checkpoint"), self.last_ckpt)
+        for old in to_remove:
+            path = self.file_backend.join_path(self.out_dir, self.filename_tmpl.format(old))
+            if self.file_backend.isfile(path):
+                self.file_backend.remove(path)
+
+
+class ReseedHook(Hook):
+    """Re-seed the global RNGs from ``(seed, epoch)`` and ``(seed, iteration, rank)``.
+
+    Dropout, stochastic depth and main-process augmentations then depend only on the position in training, not on
+    what consumed random numbers before (validation, data-loader start-up), so a job resumed from a checkpoint
+    continues exactly as the uninterrupted run would. Data-loader workers are seeded by mmengine from the seed, rank
+    and worker id.
+    """
+
+    priority = "VERY_HIGH"
+
+    def __init__(self, seed: int) -> None:
+        self.seed = int(seed)
+
+    def _reseed(self, *keys: int) -> None:
+        value = self.seed
+        for key in keys:
+            value = (value * 1_000_003 + key) % (2**31 - 1)
+        random.seed(value)
+        np.random.seed(value)
+        torch.manual_seed(value)
+
+    def before_train_epoch(self, runner) -> None:
+        self._reseed(1, runner.epoch, get_rank())
+
+    def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
+        self._reseed(2, runner.iter, get_rank())
+
+
+class FinalMetricsHook(Hook):
+    """Write the latest validation/test metrics to ``work_dir/metrics.json`` (what sweep summaries read)."""
+
+    priority = "LOW"
+
+    def __init__(self, filename: str = "metrics.json") -> None:
+        self.filename = filename
+
+    def _write(self, runner, metrics: dict | None, phase: str) -> None:
+        if not metrics or not is_main_process():
+            return
+        record = {k: float(v) if isinstance(v, int | float | np.floating) else v for k, v in metrics.items()}
+        record.update(_phase=phase, _epoch=runner.epoch, _iter=runner.iter)
+        atomic_write_text(os.path.join(runner.work_dir, self.filename), json.dumps(record, indent=2))
+
+    def after_val_epoch(self, runner, metrics=None) -> None:
+        self._write(runner, metrics, "val")
+
+    def after_test_epoch(self, runner, metrics=None) -> None:
+        self._write(runner, metrics, "test")
+
+
+class PlotCurvesHook(Hook):
+    """After training, plot the logged losses, learning rate and validation metrics to ``work_dir/plots/*.png``."""
+
+    priority = "LOWEST"
+
+    def after_run(self, runner) -> None:
+        if not is_main_process():
+            return
+        from .vis.curves import plot_scalars
+
+        scalars = os.path.join(runner.log_dir, "vis_data", "scalars.json")
+        if os.path.isfile(scalars):
+            paths = plot_scalars(scalars, os.path.join(runner.work_dir, "plots"))
+            if paths:
+                runner.logger.info(f"plots: {', '.join(paths)}")
+
+
+class ValImageHook(Hook):
+    """Log a fixed handful of validation images with the model's predictions drawn on them.
+
+    Args:
+        draw_fn: ``(data_batch, outputs, index) -> RGB uint8 (H, W, 3)`` drawing sample ``index`` of a batch.
+        num_images: how many of the first validation samples to log (the same images every validation).
+        by_epoch: label the images with the epoch (else the iteration).
+    """
+
+    priority = "LOW"
+
+    def __init__(self, draw_fn: Callable, num_images: int = 8, by_epoch: bool = True) -> None:
+        self.draw_fn = draw_fn
+        self.num_images = num_images
+        self.by_epoch = by_epoch
+        self._images: list[np.ndarray] = []
+
+    def before_val_epoch(self, runner) -> None:
+        self._images = []
+
+    def after_val_iter(self, runner, batch_idx: int, data_batch=None, outputs: Sequence | None = None) -> None:
+        if self.num_images <= 0 or not is_main_process() or outputs is None:
+            return
+        for i in range(len(outputs)):
+            if len(self._images) >= self.num_images:
+                return
+            self._images.append(self.draw_fn(data_batch, outputs, i))
+
+    def after_val_epoch(self, runner, metrics=None) -> None:
+        if not self._images or not is_main_process():
+            return
+        from .vis.grid import make_grid
+
+        step = runner.epoch if self.by_epoch else runner.iter
+        runner.visualizer.add_image("val/predictions", make_grid(self._images), step=step)

@@ -1,0 +1,248 @@
+"""Build the one mmengine ``Runner`` every paper trains and evaluates with, from a composed config.
+
+Everything is built here from ``_target_`` nodes (``hydra.utils.instantiate``) and handed to mmengine as objects:
+the model, data loaders (built with mmengine's own sampler/seeding machinery), optimizer wrapper, LR schedulers,
+evaluator, hooks and visualiser. The config groups it reads:
+
+``dataset``   ``train``/``val``/``test`` dataset nodes, ``evaluator`` (list of metric nodes), optional ``collate_fn``
+``model``     the model node (it usually interpolates ``loss: ${loss}``)
+``schedule``  ``lr``, ``batch_size`` (per process), ``base_batch_size``, ``autoscale_lr``, ``optimizer`` (partial:
+              called with parameter groups), ``no_weight_decay``, ``schedulers`` (list; ``_target_`` + kwargs;
+              ``convert_to_iter_based``), ``by_epoch``, ``max_epochs``/``max_iters``, ``val_interval``, ``clip_grad``,
+              ``accumulative_counts``, ``num_workers``
+``runtime``   ``device``, ``amp``, ``checkpoint`` (interval, max_keep, save_best, rule), ``log_interval``,
+              ``vis`` (local/tensorboard/wandb switches), ``num_vis_images``
+``launcher``  ``name`` (local/torchrun/slurm), ``backend``
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from typing import Any
+
+import torch
+from hydra.utils import get_class, get_method, instantiate
+from mmengine.hooks import (
+    DistSamplerSeedHook,
+    IterTimerHook,
+    LoggerHook,
+    ParamSchedulerHook,
+    RuntimeInfoHook,
+)
+from mmengine.optim import AmpOptimWrapper, OptimWrapper
+from mmengine.runner import Runner
+from mmengine.runner.checkpoint import save_checkpoint as _unused  # noqa: F401  (import check for the fork)
+from mmengine.visualization import Visualizer
+from omegaconf import DictConfig, OmegaConf
+
+from .config import to_plain
+from .distributed import get_world_size, init_distributed
+from .hooks import AtomicCheckpointHook, FinalMetricsHook, PlotCurvesHook, ReseedHook, ValImageHook
+
+
+class ForgeRunner(Runner):
+    """mmengine ``Runner`` whose checkpoints are written to a temporary file and renamed into place."""
+
+    def save_checkpoint(self, out_dir: str, filename: str, *args, **kwargs):
+        tmp_name = f".{filename}.partial"
+        super().save_checkpoint(out_dir, tmp_name, *args, **kwargs)
+        if self.rank == 0:
+            os.replace(os.path.join(out_dir, tmp_name), os.path.join(out_dir, filename))
+
+
+def scaled_lr(schedule: DictConfig, world_size: int) -> float:
+    """Linear scaling rule: ``lr * (batch_size * world_size * accumulative_counts) / base_batch_size``."""
+    lr = float(schedule.lr)
+    if not schedule.get("autoscale_lr", True):
+        return lr
+    total = int(schedule.batch_size) * world_size * int(schedule.get("accumulative_counts", 1))
+    return lr * total / float(schedule.get("base_batch_size", total))
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float, no_decay_keys: list[str]) -> list[dict]:
+    """Two parameter groups: with weight decay, and without it for 1-D tensors (norms, biases) and named keys."""
+    skip = set()
+    for module_name, module in model.named_modules():
+        if hasattr(module, "no_weight_decay"):
+            prefix = f"{module_name}." if module_name else ""
+            skip |= {prefix + name for name in module.no_weight_decay()}
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        if p.ndim <= 1 or name in skip or any(key in name for key in no_decay_keys):
+            no_decay.append(p)
+        else:
+            decay.append(p)
+    groups = [dict(params=decay, weight_decay=weight_decay)]
+    if no_decay:
+        groups.append(dict(params=no_decay, weight_decay=0.0))
+    return groups
+
+
+def build_schedulers(optimizer, specs, epoch_length: int) -> list:
+    """LR schedulers from ``[{_target_: mmengine.optim.X, ..., convert_to_iter_based: bool}]``."""
+    out = []
+    for spec in specs or []:
+        spec = dict(to_plain(spec))
+        cls = get_class(spec.pop("_target_"))
+        if spec.pop("convert_to_iter_based", False):
+            out.append(cls.build_iter_from_epoch(optimizer, epoch_length=epoch_length, **spec))
+        else:
+            out.append(cls(optimizer, **spec))
+    return out
+
+
+def _collate(dataset_cfg: DictConfig):
+    target = dataset_cfg.get("collate_fn")
+    if target is None:
+        return dict(type="default_collate")
+    return get_method(target)
+
+
+def build_dataloader(dataset, dataset_cfg: DictConfig, schedule: DictConfig, train: bool, seed: int, by_epoch: bool):
+    """A DataLoader through mmengine's builder: its samplers (distributed-aware, seeded) and worker seeding."""
+    sampler = "DefaultSampler" if (by_epoch or not train) else "InfiniteSampler"
+    num_workers = int(schedule.get("num_workers", 2))
+    cfg = dict(
+        dataset=dataset,
+        batch_size=int(schedule.batch_size if train else schedule.get("val_batch_size", schedule.batch_size)),
+        num_workers=num_workers,
+        persistent_workers=False,
+        sampler=dict(type=sampler, shuffle=train),
+        collate_fn=_collate(dataset_cfg),
+        drop_last=bool(train and schedule.get("drop_last", False)),
+    )
+    return Runner.build_dataloader(cfg, seed=seed)
+
+
+def _visualizer(cfg: DictConfig, work_dir: str, name: str) -> dict:
+    vis = cfg.runtime.get("vis", {})
+    backends: list[dict[str, Any]] = []
+    if vis.get("local", True):
+        backends.append(dict(type="LocalVisBackend"))
+    if vis.get("tensorboard", True):
+        backends.append(dict(type="TensorboardVisBackend"))
+    if vis.get("wandb", False):
+        from .tracking import wandb_backend
+
+        backends.append(wandb_backend(cfg, work_dir))
+    return dict(type=Visualizer, name=name, vis_backends=backends)
+
+
+def build_runner(cfg: DictConfig, work_dir: str, mode: str = "train") -> ForgeRunner:
+    """Instantiate every object of ``cfg`` and return the runner (``mode`` is ``'train'`` or ``'test'``)."""
+    if cfg.runtime.get("device", "auto") == "cpu":
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    distributed = init_distributed(cfg.launcher.name, cfg.launcher.get("backend", "auto"))
+    world_size = get_world_size()
+    seed = int(cfg.seed)
+    from mmengine.runner import set_random_seed
+
+    set_random_seed(seed, deterministic=bool(cfg.runtime.get("deterministic", False)))
+    schedule = cfg.schedule
+    by_epoch = bool(schedule.get("by_epoch", True))
+
+    model = instantiate(cfg.model, _convert_="partial")
+    dcfg = cfg.dataset
+    evaluator = [instantiate(m, _convert_="partial") for m in dcfg.get("evaluator", [])] or None
+    name = f"{str(cfg.experiment_name).replace('/', '_')}_{time.strftime('%Y%m%d_%H%M%S')}_{os.getpid()}"
+
+    kwargs: dict[str, Any] = dict(
+        model=model,
+        work_dir=work_dir,
+        experiment_name=name,
+        launcher="pytorch" if distributed else "none",
+        randomness=dict(seed=seed, deterministic=bool(cfg.runtime.get("deterministic", False))),
+        env_cfg=dict(cudnn_benchmark=bool(cfg.runtime.get("cudnn_benchmark", False)), dist_cfg=dict(backend="gloo")),
+        visualizer=_visualizer(cfg, work_dir, name),
+        log_processor=dict(by_epoch=by_epoch, window_size=int(cfg.runtime.get("log_interval", 10))),
+        default_scope="mmengine",
+    )
+    if distributed:
+        # CPU (gloo) needs device_ids=None; on CUDA mmengine's default puts the module on the local device
+        kwargs["model_wrapper_cfg"] = dict(
+            type="MMDistributedDataParallel",
+            device_ids=None if not torch.cuda.is_available() else [torch.cuda.current_device()],
+            find_unused_parameters=bool(cfg.runtime.get("find_unused_parameters", False)),
+        )
+
+    ckpt = cfg.runtime.checkpoint
+    save_best = ckpt.get("save_best")
+    default_hooks = dict(
+        runtime_info=RuntimeInfoHook(),
+        timer=IterTimerHook(),
+        logger=LoggerHook(interval=int(cfg.runtime.get("log_interval", 10)), log_metric_by_epoch=by_epoch),
+        param_scheduler=ParamSchedulerHook(),
+        checkpoint=AtomicCheckpointHook(
+            interval=int(ckpt.get("interval", 1)),
+            by_epoch=by_epoch,
+            max_keep_ckpts=int(ckpt.get("max_keep", 3)),
+            save_best=save_best if save_best and evaluator else None,
+            rule=ckpt.get("rule", "greater") if save_best and evaluator else None,
+            save_last=True,
+        ),
+        sampler_seed=DistSamplerSeedHook(),
+    )
+    custom_hooks: list = [ReseedHook(seed), FinalMetricsHook(), PlotCurvesHook()]
+    draw = cfg.runtime.get("draw_fn")
+    if draw is not None and int(cfg.runtime.get("num_vis_images", 0)) > 0:
+        custom_hooks.append(
+            ValImageHook(instantiate(draw, _partial_=True), int(cfg.runtime.num_vis_images), by_epoch=by_epoch)
+        )
+
+    if mode == "train":
+        train_set = instantiate(dcfg.train, _convert_="partial")
+        train_loader = build_dataloader(train_set, dcfg, schedule, True, seed, by_epoch)
+        lr = scaled_lr(schedule, world_size)
+        groups = param_groups(
+            model, float(schedule.optimizer.get("weight_decay", 0.0)), list(schedule.get("no_weight_decay", []))
+        )
+        optimizer = instantiate(schedule.optimizer, params=groups, lr=lr, _convert_="partial")
+        wrapper_cls = AmpOptimWrapper if cfg.runtime.get("amp", False) else OptimWrapper
+        wrapper_kwargs: dict[str, Any] = dict(accumulative_counts=int(schedule.get("accumulative_counts", 1)))
+        if schedule.get("clip_grad"):
+            wrapper_kwargs["clip_grad"] = to_plain(schedule.clip_grad)
+        optim_wrapper = wrapper_cls(optimizer=optimizer, **wrapper_kwargs)
+        epoch_length = math.ceil(len(train_set) / (int(schedule.batch_size) * world_size))
+        schedulers = build_schedulers(optimizer, schedule.get("schedulers"), epoch_length) or None
+        if by_epoch:
+            train_cfg = dict(by_epoch=True, max_epochs=int(schedule.max_epochs), val_interval=int(schedule.val_interval))
+        else:
+            train_cfg = dict(by_epoch=False, max_iters=int(schedule.max_iters), val_interval=int(schedule.val_interval))
+        kwargs.update(
+            train_dataloader=train_loader,
+            optim_wrapper=optim_wrapper,
+            param_scheduler=schedulers,
+            train_cfg=train_cfg,
+        )
+        resume = cfg.get("resume", False)
+        if resume == "auto" or resume is True:
+            kwargs["resume"] = True
+        elif resume:
+            kwargs.update(resume=True, load_from=str(resume))
+        elif cfg.get("load_from"):
+            kwargs["load_from"] = str(cfg.load_from)
+        if dcfg.get("val") is not None and evaluator:
+            val_set = instantiate(dcfg.val, _convert_="partial")
+            kwargs.update(
+                val_dataloader=build_dataloader(val_set, dcfg, schedule, False, seed, by_epoch),
+                val_evaluator=evaluator,
+                val_cfg=dict(),
+            )
+    elif mode == "test":
+        split = "test" if dcfg.get("test") is not None else "val"
+        test_set = instantiate(dcfg[split], _convert_="partial")
+        kwargs.update(
+            test_dataloader=build_dataloader(test_set, dcfg, schedule, False, seed, by_epoch),
+            test_evaluator=evaluator,
+            test_cfg=dict(),
+            load_from=cfg.get("checkpoint"),
+        )
+    else:
+        raise ValueError(f"mode must be 'train' or 'test', got {mode!r}")
+
+    kwargs.update(default_hooks=default_hooks, custom_hooks=custom_hooks, cfg=dict(forge_config=OmegaConf.to_yaml(cfg)))
+    return ForgeRunner(**kwargs)
