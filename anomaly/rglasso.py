@@ -146,6 +146,9 @@ def robust_graphical_lasso(
     norm_M = np.linalg.norm(Ms)
     converged = False
     it = 0
+    patience = 100
+    mu_max = 1e4 * mu
+    best_ratio = np.inf
     t0 = time.perf_counter()
     for it in range(1, max_iter + 1):
         theta = prox_neg_logdet(eta * (Z - U) - F, eta)
@@ -180,10 +183,14 @@ def robust_graphical_lasso(
             elif s1 > 10 * r1:
                 eta /= 2.0
                 U *= 2.0
-            if r2 > 10 * s2:
-                mu *= 2.0
-            elif s2 > 10 * r2:
-                mu /= 2.0
+            # μ couples the non-convex (F, Θ) pair. Non-convex ADMM converges once the penalty is large enough
+            # (Wang, Yin & Zeng 2019), so μ is only ever increased: when the (F, S) residuals have not decreased over
+            # the last `patience` iterations (the oscillation we observed with small μ); capped at 1e4 μ_0.
+            if it % patience == 0:
+                ratio = max(r2 / eps2_pri, s2 / eps2_dual)
+                if ratio > best_ratio and mu < mu_max:
+                    mu *= 2.0
+                best_ratio = ratio
 
     state = dict(Z=Z, U=U, F=F, S=S, Y=Y, eta=eta, mu=mu, standardize=standardize)
     Dinv = np.outer(1.0 / d, 1.0 / d)  # Θ = D^{-1/2} Θs D^{-1/2} in the original scale; F, S scale by D^{1/2}

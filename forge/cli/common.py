@@ -28,3 +28,39 @@ def resolve_work_dir(cfg: DictConfig) -> str:
 def report_and_exit(err: Exception, code: int = 2) -> None:
     print(f"error: {err}", file=sys.stderr, flush=True)
     sys.exit(code)
+
+
+def group_choices(group: str) -> list[str]:
+    """Options of a config group: ``configs/<group>/**/*.yaml`` as ``a/b`` names, sorted."""
+    base = os.path.join(CONFIG_DIR, group)
+    out = []
+    for root, _, files in os.walk(base):
+        for name in files:
+            if name.endswith(".yaml"):
+                out.append(os.path.relpath(os.path.join(root, name), base)[: -len(".yaml")])
+    return sorted(out)
+
+
+def check_group_overrides(argv: list[str]) -> None:
+    """Exit with a clear message when a ``group=option`` override names an option that does not exist.
+
+    Hydra lists the valid options only for top-level names; nested ones (``model=dynvit/vit_huge``) and experiments
+    get just "Could not find", so the check is done here, before Hydra runs.
+    """
+    groups = {d for d in os.listdir(CONFIG_DIR) if os.path.isdir(os.path.join(CONFIG_DIR, d)) and d != "hydra"}
+    for arg in argv:
+        if arg.startswith("-") or "=" not in arg:
+            continue
+        key, value = arg.split("=", 1)
+        key = key.lstrip("+~").split("@", 1)[0]
+        if key not in groups or value in ("", "null"):
+            continue
+        choices = group_choices(key)
+        for option in value.split(","):
+            if option.startswith(("choice(", "range(", "glob(")):
+                break
+            if option not in choices:
+                report_and_exit(
+                    ValueError(f"{key}={option!r} is not an option of the config group '{key}'; valid choices: "
+                               + ", ".join(choices))
+                )

@@ -16,7 +16,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from ..config import ConfigError, load_config, validate
-from .common import CONFIG_DIR, report_and_exit, resolve_work_dir
+from .common import CONFIG_DIR, check_group_overrides, report_and_exit, resolve_work_dir
 
 # keys a saved config contributes; the command line keeps checkpoint, work_dir and launcher
 _FROM_SAVED = ("model", "loss", "dataset", "schedule", "runtime", "seed", "experiment_name", "engine")
@@ -70,6 +70,7 @@ def _main(cfg: DictConfig) -> None:
 
 
 def main() -> None:
+    check_group_overrides(sys.argv[1:])
     sys.exit(_main())
 
 

@@ -16,7 +16,7 @@ import hydra
 from omegaconf import DictConfig
 
 from ..config import ConfigError, save_config, validate
-from .common import CONFIG_DIR, report_and_exit, resolve_work_dir
+from .common import CONFIG_DIR, check_group_overrides, report_and_exit, resolve_work_dir
 
 
 def run_train(cfg: DictConfig) -> dict:
@@ -84,6 +84,7 @@ def _main(cfg: DictConfig) -> float | None:
 
 
 def main() -> None:
+    check_group_overrides(sys.argv[1:])
     sys.exit(_main())
 
 

@@ -1,0 +1,435 @@
+"""Readers for CrowdHuman annotations (``.odgt``) and detection results (odgt or COCO-style json).
+
+Ground truth (``annotation_val.odgt``): one JSON object per line with ``ID``, ``gtboxes`` (a list of objects with
+``tag`` (``"person"`` or ``"mask"``), ``fbox`` / ``vbox`` / ``hbox`` as ``[x, y, w, h]``, optional
+``extra.ignore`` and ``head_attr.ignore``) and, in some dumps, ``width`` / ``height``.
+
+Detections, either
+
+* odgt: one JSON object per line with ``ID``, ``dtboxes`` (objects with ``box`` ``[x, y, w, h]``, ``score`` and
+  an optional ``tag``, which is not looked at) and optional ``width`` / ``height`` (CrowdDet's dump format; extra keys
+  such as an embedded ``gtboxes`` are ignored), or
+* a COCO-style result json: a list of ``{"image_id", "bbox": [x, y, w, h], "score", "category_id"}`` plus a
+  mapping from ``image_id`` to the CrowdHuman ``ID`` (see :func:`read_coco_results`).
+
+Records keep boxes exactly as written in the file: ``float64`` ``(N, 4)`` **xywh** (no ``+1``); the evaluator does
+``x2 = x + w`` itself so that it reproduces the reference arithmetic bit for bit (:func:`xywh_to_xyxy`).
+A box key missing from a GT entry is stored as a row of NaN; the evaluator refuses to use it (naming the line).
+
+Ignore rule (CrowdDet ``load_gt_boxes``): a GT box is ignored when ``tag != "person"`` or ``extra.ignore != 0``;
+for head boxes also when ``head_attr.ignore != 0``.
+
+Every malformed input raises :class:`CrowdHumanFormatError` naming the file, the line (1-based) and the key.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "BOX_TYPES",
+    "CrowdHumanFormatError",
+    "GTRecord",
+    "DTRecord",
+    "xywh_to_xyxy",
+    "read_gt_odgt",
+    "read_dt_odgt",
+    "read_coco_results",
+    "read_detections",
+    "read_id_map",
+]
+
+BOX_TYPES = ("fbox", "vbox", "hbox")
+
+
+class CrowdHumanFormatError(ValueError):
+    """Malformed CrowdHuman annotation / result file (message names file, line and key)."""
+
+
+@dataclass
+class GTRecord:
+    """Ground truth of one image.
+
+    Attributes:
+        ID: CrowdHuman image ID (e.g. ``"273271,c9db000d5146c15"``).
+        fbox / vbox / hbox: ``(N, 4)`` float64 **xywh** full-body / visible / head boxes (NaN rows where missing).
+        tags: the ``N`` ``tag`` strings.
+        ignore: ``(N,)`` bool, ``tag != "person"`` or ``extra.ignore != 0``.
+        head_ignore: ``(N,)`` bool, ``ignore`` or ``head_attr.ignore != 0``.
+        width / height: image size when the line carries ``width`` / ``height``, else None.
+        source / line: where the record came from, for error messages.
+    """
+
+    ID: str
+    fbox: np.ndarray
+    vbox: np.ndarray
+    hbox: np.ndarray
+    tags: list[str]
+    ignore: np.ndarray
+    head_ignore: np.ndarray
+    width: float | None = None
+    height: float | None = None
+    source: str = ""
+    line: int = 0
+
+    def __len__(self) -> int:
+        return int(self.ignore.shape[0])
+
+    def boxes(self, box_type: str) -> np.ndarray:
+        """``(N, 4)`` xywh boxes of ``box_type`` (``fbox``/``vbox``/``hbox``)."""
+        if box_type not in BOX_TYPES:
+            raise ValueError(f"box_type must be one of {BOX_TYPES}, got {box_type!r}")
+        return getattr(self, box_type)
+
+    def ignore_flags(self, box_type: str) -> np.ndarray:
+        """``(N,)`` bool ignore flags for ``box_type`` (head boxes also honour ``head_attr.ignore``)."""
+        return self.head_ignore if box_type == "hbox" else self.ignore
+
+
+@dataclass
+class DTRecord:
+    """Detections of one image.
+
+    Attributes:
+        ID: CrowdHuman image ID.
+        boxes: ``(M, 4)`` float64 **xywh**.
+        scores: ``(M,)`` float64.
+        width / height: image size if the result carries it, else None.
+        source / line: where the record came from (line 0 for COCO-style json).
+    """
+
+    ID: str
+    boxes: np.ndarray
+    scores: np.ndarray
+    width: float | None = None
+    height: float | None = None
+    source: str = ""
+    line: int = 0
+    extra: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.scores.shape[0])
+
+
+def xywh_to_xyxy(boxes: np.ndarray) -> np.ndarray:
+    """``(N, 4)`` xywh -> xyxy as float64 with ``x2 = x + w`` (no ``+1``, as CrowdDet)."""
+    out = np.array(boxes, dtype=np.float64, copy=True).reshape(-1, 4)
+    out[:, 2:4] += out[:, 0:2]
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# helpers
+
+
+def _err(path: str, line: int, msg: str) -> CrowdHumanFormatError:
+    where = f"{path}:{line}" if line else path
+    return CrowdHumanFormatError(f"{where}: {msg}")
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _box(value: Any, path: str, line: int, key: str) -> list[float]:
+    if not isinstance(value, (list, tuple)) or len(value) != 4 or not all(_is_number(v) for v in value):
+        raise _err(path, line, f"key {key!r} must be a list of 4 numbers [x, y, w, h], got {value!r}")
+    if not all(math.isfinite(v) for v in value):
+        raise _err(path, line, f"key {key!r} has a non-finite value: {value!r}")
+    return value
+
+
+def _score(value: Any, path: str, line: int, key: str) -> float:
+    if not _is_number(value) or not math.isfinite(value):
+        raise _err(path, line, f"key {key!r} must be a finite number, got {value!r}")
+    return value
+
+
+def _size(obj: Mapping, name: str, path: str, line: int) -> float | None:
+    if name not in obj or obj[name] is None:
+        return None
+    v = obj[name]
+    if not _is_number(v) or not math.isfinite(v) or v <= 0:
+        raise _err(path, line, f"key {name!r} must be a positive number, got {v!r}")
+    return v
+
+
+def _flag(obj: Any, sub: str, key: str, path: str, line: int) -> bool:
+    """``obj[sub]['ignore'] != 0`` with type checks (missing -> False)."""
+    if sub not in obj:
+        return False
+    d = obj[sub]
+    if not isinstance(d, Mapping):
+        raise _err(path, line, f"key {key}.{sub!r} must be an object, got {type(d).__name__}")
+    if "ignore" not in d:
+        return False
+    v = d["ignore"]
+    if not _is_number(v):
+        raise _err(path, line, f"key {key}.{sub}.ignore must be a number, got {v!r}")
+    return v != 0
+
+
+def _iter_json_lines(path: str):
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"CrowdHuman file not found: {path}")
+    with open(path, encoding="utf-8") as f:
+        for lineno, text in enumerate(f, start=1):
+            if not text.strip():
+                continue
+            try:
+                obj = json.loads(text)
+            except json.JSONDecodeError as e:
+                raise _err(path, lineno, f"invalid JSON ({e.msg} at column {e.colno})") from None
+            if not isinstance(obj, dict):
+                raise _err(path, lineno, f"each line must be a JSON object, got {type(obj).__name__}")
+            yield lineno, obj
+
+
+def _get_id(obj: Mapping, path: str, line: int) -> str:
+    if "ID" not in obj:
+        raise _err(path, line, "missing key 'ID'")
+    v = obj["ID"]
+    if not isinstance(v, str) or not v:
+        raise _err(path, line, f"key 'ID' must be a non-empty string, got {v!r}")
+    return v
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# ground truth
+
+
+def read_gt_odgt(path: str | os.PathLike) -> list[GTRecord]:
+    """Read a CrowdHuman ground-truth ``.odgt`` (file order is kept; it fixes the evaluator's image order).
+
+    Raises:
+        CrowdHumanFormatError: bad JSON, missing/mistyped key, or a duplicated ``ID`` (naming file and line).
+    """
+    path = os.fspath(path)
+    records: list[GTRecord] = []
+    seen: dict[str, int] = {}
+    nan_row = [math.nan] * 4
+    for lineno, obj in _iter_json_lines(path):
+        rid = _get_id(obj, path, lineno)
+        if rid in seen:
+            raise _err(path, lineno, f"duplicate ID {rid!r} (first on line {seen[rid]})")
+        seen[rid] = lineno
+        if "gtboxes" not in obj:
+            raise _err(path, lineno, f"missing key 'gtboxes' (ID {rid!r})")
+        gtboxes = obj["gtboxes"]
+        if not isinstance(gtboxes, list):
+            raise _err(path, lineno, f"key 'gtboxes' must be a list, got {type(gtboxes).__name__}")
+        cols: dict[str, list] = {k: [] for k in BOX_TYPES}
+        tags, ign, head_ign = [], [], []
+        for i, gb in enumerate(gtboxes):
+            key = f"gtboxes[{i}]"
+            if not isinstance(gb, Mapping):
+                raise _err(path, lineno, f"key {key!r} must be an object, got {type(gb).__name__}")
+            if "tag" not in gb:
+                raise _err(path, lineno, f"missing key '{key}.tag' (ID {rid!r})")
+            tag = gb["tag"]
+            if not isinstance(tag, str):
+                raise _err(path, lineno, f"key '{key}.tag' must be a string, got {tag!r}")
+            present = [k for k in BOX_TYPES if k in gb]
+            if not present:
+                raise _err(path, lineno, f"key {key!r} has none of {BOX_TYPES} (ID {rid!r})")
+            for k in BOX_TYPES:
+                cols[k].append(_box(gb[k], path, lineno, f"{key}.{k}") if k in gb else nan_row)
+            body_ignore = tag != "person" or _flag(gb, "extra", key, path, lineno)
+            tags.append(tag)
+            ign.append(body_ignore)
+            head_ign.append(body_ignore or _flag(gb, "head_attr", key, path, lineno))
+        boxes = {k: np.array(v, dtype=np.float64).reshape(-1, 4) for k, v in cols.items()}
+        records.append(
+            GTRecord(
+                ID=rid,
+                fbox=boxes["fbox"],
+                vbox=boxes["vbox"],
+                hbox=boxes["hbox"],
+                tags=tags,
+                ignore=np.array(ign, dtype=bool),
+                head_ignore=np.array(head_ign, dtype=bool),
+                width=_size(obj, "width", path, lineno),
+                height=_size(obj, "height", path, lineno),
+                source=path,
+                line=lineno,
+            )
+        )
+    return records
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# detections
+
+
+def _boxes_scores(items: list, path: str, line: int, list_key: str, box_key: str) -> tuple[np.ndarray, np.ndarray]:
+    if not items:
+        return np.zeros((0, 4), dtype=np.float64), np.zeros(0, dtype=np.float64)
+    try:  # fast path: well-formed input
+        boxes = np.array([d[box_key] for d in items], dtype=np.float64)
+        scores = np.array([d["score"] for d in items], dtype=np.float64)
+        ok = (
+            boxes.shape == (len(items), 4)
+            and scores.shape == (len(items),)
+            and np.isfinite(boxes).all()
+            and np.isfinite(scores).all()
+            and all(type(d["score"]) is not bool for d in items)
+        )
+    except (KeyError, TypeError, ValueError):
+        ok = False
+    if ok:
+        return boxes, scores
+    # slow path: find the first offending entry and name it
+    for i, d in enumerate(items):
+        key = f"{list_key}[{i}]"
+        if not isinstance(d, Mapping):
+            raise _err(path, line, f"key {key!r} must be an object, got {type(d).__name__}")
+        for k in (box_key, "score"):
+            if k not in d:
+                raise _err(path, line, f"missing key '{key}.{k}'")
+        _box(d[box_key], path, line, f"{key}.{box_key}")
+        _score(d["score"], path, line, f"{key}.score")
+    raise _err(path, line, f"malformed {list_key!r}")  # pragma: no cover - every failure is caught above
+
+
+def read_dt_odgt(path: str | os.PathLike, box_key: str = "box") -> list[DTRecord]:
+    """Read detections in CrowdDet's odgt format (``ID``, ``dtboxes`` [``box``, ``score``], opt. ``width``/``height``).
+
+    Args:
+        path: the ``.odgt`` / ``.json`` lines file.
+        box_key: key of the box inside each ``dtboxes`` entry (CrowdDet uses ``box``).
+
+    Raises:
+        CrowdHumanFormatError: bad JSON, missing key, non-finite value or duplicated ``ID``.
+    """
+    path = os.fspath(path)
+    out: list[DTRecord] = []
+    seen: dict[str, int] = {}
+    for lineno, obj in _iter_json_lines(path):
+        rid = _get_id(obj, path, lineno)
+        if rid in seen:
+            raise _err(path, lineno, f"duplicate ID {rid!r} (first on line {seen[rid]})")
+        seen[rid] = lineno
+        if "dtboxes" not in obj:
+            raise _err(path, lineno, f"missing key 'dtboxes' (ID {rid!r})")
+        items = obj["dtboxes"]
+        if not isinstance(items, list):
+            raise _err(path, lineno, f"key 'dtboxes' must be a list, got {type(items).__name__}")
+        boxes, scores = _boxes_scores(items, path, lineno, "dtboxes", box_key)
+        out.append(
+            DTRecord(
+                ID=rid,
+                boxes=boxes,
+                scores=scores,
+                width=_size(obj, "width", path, lineno),
+                height=_size(obj, "height", path, lineno),
+                source=path,
+                line=lineno,
+            )
+        )
+    return out
+
+
+def read_id_map(path: str | os.PathLike) -> dict:
+    """Load an ``image_id -> ID`` mapping from json.
+
+    Accepted: a json object ``{"<image_id>": "<ID>", ...}`` or a COCO-style annotation file whose ``images`` carry
+    ``id`` and ``file_name`` (the ``ID`` is the file name without folder and extension).
+    """
+    path = os.fspath(path)
+    with open(path, encoding="utf-8") as f:
+        try:
+            data = json.load(f)
+        except json.JSONDecodeError as e:
+            raise _err(path, e.lineno, f"invalid JSON ({e.msg})") from None
+    if isinstance(data, Mapping) and "images" in data:
+        out = {}
+        for i, im in enumerate(data["images"]):
+            if not isinstance(im, Mapping) or "id" not in im or "file_name" not in im:
+                raise _err(path, 0, f"key 'images[{i}]' needs 'id' and 'file_name'")
+            out[im["id"]] = os.path.splitext(os.path.basename(str(im["file_name"])))[0]
+        return out
+    if isinstance(data, Mapping):
+        return {k: v for k, v in data.items()}
+    raise _err(path, 0, "id map must be a json object or a COCO file with 'images'")
+
+
+def _lookup(id_map: Mapping | None, image_id: Any) -> str | None:
+    if id_map is None:
+        return image_id if isinstance(image_id, str) else None
+    if image_id in id_map:
+        return id_map[image_id]
+    key = str(image_id)  # json object keys are strings
+    return id_map.get(key)
+
+
+def read_coco_results(
+    path: str | os.PathLike,
+    id_map: Mapping | str | os.PathLike | None = None,
+    category_ids: set[int] | None = None,
+) -> list[DTRecord]:
+    """Read a COCO-style result json (``[{"image_id", "bbox", "score", "category_id"}, ...]``).
+
+    Args:
+        path: the result file.
+        id_map: ``image_id -> ID`` as a dict or a json file (see :func:`read_id_map`); None when ``image_id`` already
+            is the CrowdHuman ``ID`` string.
+        category_ids: keep only these ``category_id`` values (None keeps all).
+
+    Returns:
+        one :class:`DTRecord` per image, in order of first appearance; detections keep file order.
+    """
+    path = os.fspath(path)
+    if isinstance(id_map, (str, os.PathLike)):
+        id_map = read_id_map(id_map)
+    with open(path, encoding="utf-8") as f:
+        try:
+            data = json.load(f)
+        except json.JSONDecodeError as e:
+            raise _err(path, e.lineno, f"invalid JSON ({e.msg} at column {e.colno})") from None
+    if not isinstance(data, list):
+        raise _err(path, 0, f"a COCO result file must hold a json list, got {type(data).__name__}")
+    groups: dict[str, list] = {}
+    for i, d in enumerate(data):
+        key = f"[{i}]"
+        if not isinstance(d, Mapping):
+            raise _err(path, 0, f"entry {key} must be an object, got {type(d).__name__}")
+        for k in ("image_id", "bbox", "score"):
+            if k not in d:
+                raise _err(path, 0, f"missing key '{key}.{k}'")
+        if category_ids is not None and d.get("category_id") not in category_ids:
+            continue
+        rid = _lookup(id_map, d["image_id"])
+        if rid is None:
+            hint = "no id_map given and image_id is not a string" if id_map is None else "not in the id_map"
+            raise _err(path, 0, f"key '{key}.image_id' = {d['image_id']!r}: {hint}")
+        groups.setdefault(rid, []).append(d)
+    out = []
+    for rid, items in groups.items():
+        boxes, scores = _boxes_scores(items, path, 0, f"image {rid!r} results", "bbox")
+        out.append(DTRecord(ID=rid, boxes=boxes, scores=scores, source=path, line=0))
+    return out
+
+
+def read_detections(
+    path: str | os.PathLike,
+    id_map: Mapping | str | os.PathLike | None = None,
+    category_ids: set[int] | None = None,
+) -> list[DTRecord]:
+    """Read detections, choosing the format from the content: a file starting with ``[`` is a COCO-style result
+    list (:func:`read_coco_results`), anything else is odgt (:func:`read_dt_odgt`)."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"CrowdHuman detection file not found: {path}")
+    with open(path, encoding="utf-8") as f:
+        head = f.read(4096).lstrip()
+    if head.startswith("["):
+        return read_coco_results(path, id_map=id_map, category_ids=category_ids)
+    return read_dt_odgt(path)

@@ -1,0 +1,53 @@
+"""Shared box and mask operations (``forge.ops.boxes``, ``forge.ops.masks``)."""
+
+from forge.ops.boxes import (
+    box_area,
+    box_cxcywh_to_xyxy,
+    box_ioa,
+    box_iou,
+    box_xywh_to_xyxy,
+    box_xyxy_to_cxcywh,
+    box_xyxy_to_xywh,
+    clip_boxes,
+    flip_boxes,
+    scale_boxes,
+)
+from forge.ops.masks import (
+    as_rles,
+    mask_to_rle,
+    masks_to_boxes,
+    paste_masks_in_boxes,
+    polygons_to_rle,
+    resize_masks,
+    rle_area,
+    rle_iou,
+    rle_to_box,
+    rle_to_mask,
+    segm_to_mask,
+    segm_to_rle,
+)
+
+__all__ = [
+    "box_area",
+    "box_cxcywh_to_xyxy",
+    "box_ioa",
+    "box_iou",
+    "box_xywh_to_xyxy",
+    "box_xyxy_to_cxcywh",
+    "box_xyxy_to_xywh",
+    "clip_boxes",
+    "flip_boxes",
+    "scale_boxes",
+    "as_rles",
+    "mask_to_rle",
+    "masks_to_boxes",
+    "paste_masks_in_boxes",
+    "polygons_to_rle",
+    "resize_masks",
+    "rle_area",
+    "rle_iou",
+    "rle_to_box",
+    "rle_to_mask",
+    "segm_to_mask",
+    "segm_to_rle",
+]

@@ -1,0 +1,191 @@
+"""The YOLACT / YOLACT++ model (Bolya et al., "YOLACT: Real-time Instance Segmentation", ICCV 2019, Fig. 2;
+"YOLACT++: Better Real-time Instance Segmentation", TPAMI 2020).
+
+Input expected by :meth:`Yolact.forward`: a float tensor ``(B, 3, H, W)`` in **RGB** order, already normalised as
+the original: ResNet backbones ``(x - PIXEL_MEAN) / PIXEL_STD`` on 0-255 values with the constants below (the
+original's BGR ``MEANS``/``STD`` reordered to RGB); DarkNet-53 ``x / 255``. The original resizes every image to
+``max_size x max_size`` without keeping the aspect ratio; other resizings work (grids follow the input size) but
+anchor sizes stay relative to ``max_size``. :func:`yolact.preprocess.preprocess_image` does all of this.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from mmengine.model import BaseModel
+from torch import Tensor, nn
+
+from forge.data.structures import DetSample, ImageMeta
+
+from .anchors import level_scales, make_anchors
+from .backbone import build_backbone
+from .fpn import FPN
+from .head import PredictionHead, SemanticHead
+from .loss import YolactLoss
+from .maskiou import MaskIoUNet
+from .postprocess import NMS_KINDS, detect_single, to_original
+from .protonet import ProtoNet
+
+PIXEL_MEAN = (123.68, 116.78, 103.94)  # RGB, 0-255
+PIXEL_STD = (58.40, 57.12, 57.38)
+
+
+class Yolact(BaseModel):
+    """YOLACT (``use_maskiou=False``, square anchors) or YOLACT++ (DCN backbone, 3 scales/level, re-scoring).
+
+    Args:
+        backbone: ``'resnet50' | 'resnet101' | 'darknet53'``.
+        num_classes: foreground classes ``C`` (the class head has ``C + 1`` outputs, background first).
+        max_size: the training input size (550); anchor pixel scales are relative to it.
+        anchor_scales: base pixel scale per level P3..P7 (24, 48, 96, 192, 384).
+        scales_per_octave: scales per level ``s * 2**(j/n)`` (1 for YOLACT, 3 for YOLACT++).
+        aspect_ratios: anchor ``w/h`` ratios (1, 1/2, 2).
+        square_anchors: the YOLACT square-anchor quirk (needed by the released YOLACT weights).
+        dcn_layers, dcn_interval: deformable ``conv2`` placement in ResNet stages (see ``yolact.backbone``).
+        use_maskiou: add the YOLACT++ mask re-scoring network.
+        num_prototypes: ``k`` (32).
+        fpn_channels: pyramid width (256).
+        semantic_head: build the training-only semantic segmentation head on P3.
+        loss: loss module (``configs/loss/yolact*.yaml``); default ``YolactLoss()``.
+        backbone_checkpoint: ImageNet weights for the backbone (torchvision layout for ResNet, the original
+            ``darknet53.pth`` for DarkNet), loaded by :meth:`init_weights`.
+        freeze_bn: freeze backbone BatchNorm (the original does so below 6 images per GPU).
+        conf_thresh: candidates need a best foreground score above this (0.05).
+        nms: ``'fast'`` (per-class Fast NMS, the original), ``'cc_fast'`` (class-agnostic) or ``'standard'``.
+        nms_iou: NMS IoU threshold (0.5).
+        nms_top_k: Fast NMS candidates per class (200).
+        max_det: detections per image (100).
+        mask_threshold: binarisation threshold of upsampled masks (0.5).
+        crop_masks: crop masks to their box before upsampling.
+        rescore_masks: with the re-scoring net, report ``mask_scores = score x predicted IoU``.
+        truncate_boxes: integer box coordinates in original pixels, as the original evaluation writes them.
+        data_preprocessor: mmengine data preprocessor (default: move to device only).
+    """
+
+    def __init__(
+        self,
+        backbone: str = "resnet101",
+        num_classes: int = 80,
+        max_size: int = 550,
+        anchor_scales: Sequence[float] = (24, 48, 96, 192, 384),
+        scales_per_octave: int = 1,
+        aspect_ratios: Sequence[float] = (1.0, 0.5, 2.0),
+        square_anchors: bool = True,
+        dcn_layers: Sequence[int] = (0, 0, 0, 0),
+        dcn_interval: int = 1,
+        use_maskiou: bool = False,
+        num_prototypes: int = 32,
+        fpn_channels: int = 256,
+        semantic_head: bool = True,
+        loss: nn.Module | None = None,
+        backbone_checkpoint: str | None = None,
+        freeze_bn: bool = False,
+        conf_thresh: float = 0.05,
+        nms: str = "fast",
+        nms_iou: float = 0.5,
+        nms_top_k: int = 200,
+        max_det: int = 100,
+        mask_threshold: float = 0.5,
+        crop_masks: bool = True,
+        rescore_masks: bool = True,
+        truncate_boxes: bool = False,
+        data_preprocessor: dict | nn.Module | None = None,
+    ) -> None:
+        super().__init__(data_preprocessor=data_preprocessor)
+        if nms not in NMS_KINDS:
+            raise ValueError(f"Yolact: nms must be one of {NMS_KINDS}, got {nms!r}")
+        if len(anchor_scales) != 5:
+            raise ValueError(f"Yolact: anchor_scales needs one scale per level P3-P7, got {list(anchor_scales)}")
+        self.backbone_name, self.num_classes, self.max_size = backbone, num_classes, max_size
+        self.scales = level_scales(anchor_scales, scales_per_octave)
+        self.aspect_ratios, self.square_anchors = tuple(aspect_ratios), square_anchors
+        self.num_anchors = scales_per_octave * len(aspect_ratios)
+        self.backbone_checkpoint = backbone_checkpoint
+        self.backbone = build_backbone(backbone, dcn_layers, dcn_interval, freeze_bn)
+        self.fpn = FPN(self.backbone.out_channels, fpn_channels, num_extra=2, relu_outputs=True)
+        self.protonet = ProtoNet(fpn_channels, fpn_channels, num_prototypes)
+        self.head = PredictionHead(fpn_channels, self.num_anchors, num_classes, num_prototypes)
+        self.semantic_head = SemanticHead(fpn_channels, num_classes) if semantic_head else None
+        self.maskiou_net = MaskIoUNet(num_classes) if use_maskiou else None
+        self.loss_module = loss if loss is not None else YolactLoss()
+        self.test_cfg = dict(conf_thresh=conf_thresh, nms=nms, iou_threshold=nms_iou, top_k=nms_top_k,
+                             max_det=max_det)
+        self.mask_threshold, self.crop_masks = mask_threshold, crop_masks
+        self.rescore_masks, self.truncate_boxes = rescore_masks, truncate_boxes
+        self._anchor_cache: dict = {}
+        self.init_weights()
+
+    # ------------------------------------------------------------------ weights
+    def init_weights(self) -> None:
+        """Xavier-uniform weights and zero biases for every conv outside the backbone (as the original), then the
+        ImageNet backbone checkpoint if one was given."""
+        for name, m in self.named_modules():
+            if isinstance(m, nn.Conv2d) and not name.startswith("backbone."):
+                nn.init.xavier_uniform_(m.weight)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+        if self.backbone_checkpoint:
+            self.backbone.load_imagenet(self.backbone_checkpoint)
+
+    # ------------------------------------------------------------------ network
+    def anchors(self, shapes: Sequence[tuple[int, int]], device: torch.device) -> Tensor:
+        """``(A, 4)`` cxcywh anchors for the pyramid grid ``shapes`` (cached)."""
+        key = (tuple(shapes), str(device))
+        if key not in self._anchor_cache:
+            self._anchor_cache[key] = make_anchors(shapes, self.scales, self.aspect_ratios, self.max_size,
+                                                   self.square_anchors, device)
+        return self._anchor_cache[key]
+
+    def forward_tensor(self, inputs: Tensor, with_semantic: bool = False) -> dict[str, Tensor]:
+        """Raw network outputs (no post-processing).
+
+        Returns:
+            ``boxes (B, A, 4)`` SSD deltas, ``cls_logits (B, A, C+1)``, ``coefs (B, A, k)`` (after tanh),
+            ``prototypes (B, k, H/4, W/4)`` (after ReLU), ``anchors (A, 4)`` relative cxcywh and, with
+            ``with_semantic``, ``semantic (B, C, H/8, W/8)`` logits.
+        """
+        feats = self.fpn(self.backbone(inputs))
+        protos = self.protonet(feats[0])
+        boxes, logits, coefs = self.head(feats)
+        out = {"boxes": boxes, "cls_logits": logits, "coefs": coefs, "prototypes": protos,
+               "anchors": self.anchors([tuple(f.shape[-2:]) for f in feats], inputs.device)}
+        if with_semantic and self.semantic_head is not None:
+            out["semantic"] = self.semantic_head(feats[0])
+        return out
+
+    def forward(self, inputs: Tensor | Sequence[Tensor], data_samples: Sequence[DetSample] | None = None,
+                mode: str = "tensor"):
+        """``mode='tensor'``: dict of raw outputs (:meth:`forward_tensor`); ``'loss'``: dict of named losses;
+        ``'predict'``: list of :class:`DetSample` with ``pred`` in original-image coordinates."""
+        if not isinstance(inputs, Tensor):
+            inputs = torch.stack(list(inputs))
+        if mode == "tensor":
+            return self.forward_tensor(inputs, with_semantic=self.training)
+        if mode == "loss":
+            if data_samples is None or any(s.gt is None for s in data_samples):
+                raise ValueError("Yolact.forward(mode='loss') needs data_samples with gt")
+            out = self.forward_tensor(inputs, with_semantic=True)
+            return self.loss_module(out, [s.gt for s in data_samples], tuple(inputs.shape[-2:]), self.maskiou_net)
+        if mode == "predict":
+            return self.predict(inputs, data_samples)
+        raise ValueError(f"Yolact.forward: unknown mode {mode!r} (tensor, loss, predict)")
+
+    @torch.no_grad()
+    def predict(self, inputs: Tensor, data_samples: Sequence[DetSample] | None = None) -> list[DetSample]:
+        """Detections per image (see :mod:`yolact.postprocess`)."""
+        out = self.forward_tensor(inputs)
+        probs = F.softmax(out["cls_logits"], -1)
+        ih, iw = inputs.shape[-2:]
+        if data_samples is None:
+            data_samples = [DetSample(meta=ImageMeta(image_id=i, ori_shape=(ih, iw), img_shape=(ih, iw),
+                                                     pad_shape=(ih, iw))) for i in range(inputs.shape[0])]
+        results = []
+        maskiou = self.maskiou_net if self.rescore_masks else None
+        for i, sample in enumerate(data_samples):
+            det = detect_single(out["boxes"][i], probs[i], out["coefs"][i], out["anchors"], **self.test_cfg)
+            pred = to_original(det, out["prototypes"][i], sample.meta, (ih, iw), maskiou, self.crop_masks,
+                               self.mask_threshold, self.truncate_boxes)
+            results.append(DetSample(meta=sample.meta, gt=sample.gt, pred=pred))
+        return results
