@@ -97,7 +97,7 @@ def robust_graphical_lasso(
             and map the results back. Needs a positive diagonal; assumes the diagonal is not corrupted.
         penalize_diagonal: include ``diag(Θ)`` in ``ρ ||Θ||_1``.
         outlier_diagonal: allow non-zero ``diag(S)`` (default: ``S`` is off-diagonal only).
-        eta, mu: initial ADMM penalties (default ``c²`` and ``1/c²`` with ``c`` the mean diagonal of the scaled M).
+        eta, mu: initial ADMM penalties (default ``c²`` and ``16/c²`` with ``c`` the mean diagonal of the scaled M).
         adaptive: residual balancing of ``η`` and ``μ`` (factor 2 when one residual exceeds 10x the other).
         max_iter, abs_tol, rel_tol: stopping rule.
         warm_start: a previous result (same ``p``, same ``standardize``) to start from.
@@ -118,7 +118,7 @@ def robust_graphical_lasso(
         Ms = M
     c = float(np.mean(np.abs(np.diag(Ms)))) or 1.0
     eta = c * c if eta is None else float(eta)
-    mu = 1.0 / (c * c) if mu is None else float(mu)
+    mu = 16.0 / (c * c) if mu is None else float(mu)
 
     rho_mask = np.full((p, p), rho)
     if not penalize_diagonal:
@@ -206,3 +206,117 @@ def robust_graphical_lasso(
         history=history,
         state=state,
     )
+
+
+class RobustGraphicalLasso(EmpiricalCovariance):
+    """scikit-learn style Rglasso estimator (slots beside ``sklearn.covariance``).
+
+    ``fit(X)`` uses the empirical covariance of ``X`` (``1/n``, mean removed unless ``assume_centered``);
+    ``fit(covariance=M)`` takes a covariance directly (then ``location_`` is zero). After fitting:
+
+    * ``covariance_`` — F, the cleaned covariance ``(p, p)``;
+    * ``precision_`` — Θ, positive definite (used by :meth:`mahalanobis`); ``precision_sparse_`` — its ℓ1 copy Z
+      with exact zeros (the estimated graph);
+    * ``outliers_`` — S, the sparse corruption of the covariance;
+    * ``n_iter_``, ``converged_``, ``result_`` (the full :class:`RglassoResult`), ``history_`` (per-iteration
+      residuals when ``record_history``).
+
+    Scoring conventions (read carefully, they differ on purpose):
+    ``mahalanobis(X)`` is the squared Mahalanobis distance under ``(location_, precision_)``;
+    ``score_samples(X) = -mahalanobis(X)`` (higher = more normal, like ``sklearn.covariance.EllipticEnvelope``);
+    ``decision_function(X) = mahalanobis(X)`` (higher = more anomalous, the PyOD convention used by ``forge.fit``);
+    ``predict(X)`` returns 1 for outliers, 0 for inliers, thresholded at the ``contamination`` quantile of the
+    training scores (PyOD convention). ``decision_scores_`` / ``labels_`` hold the training-set values when fitted
+    on ``X``.
+    """
+
+    def __init__(
+        self,
+        rho: float = 0.2,
+        lam: float = 1.0,
+        *,
+        standardize: bool = True,
+        penalize_diagonal: bool = False,
+        outlier_diagonal: bool = False,
+        adaptive: bool = True,
+        max_iter: int = 1000,
+        abs_tol: float = 1e-6,
+        rel_tol: float = 1e-4,
+        warm_start: bool = False,
+        record_history: bool = False,
+        contamination: float = 0.1,
+        store_precision: bool = True,
+        assume_centered: bool = False,
+    ):
+        super().__init__(store_precision=store_precision, assume_centered=assume_centered)
+        self.rho = rho
+        self.lam = lam
+        self.standardize = standardize
+        self.penalize_diagonal = penalize_diagonal
+        self.outlier_diagonal = outlier_diagonal
+        self.adaptive = adaptive
+        self.max_iter = max_iter
+        self.abs_tol = abs_tol
+        self.rel_tol = rel_tol
+        self.warm_start = warm_start
+        self.record_history = record_history
+        self.contamination = contamination
+
+    def fit(self, X: np.ndarray | None = None, y: object = None, *, covariance: np.ndarray | None = None):
+        """Fit on samples ``X`` ``(n, p)`` or on a covariance ``(p, p)`` (exactly one of the two)."""
+        if (X is None) == (covariance is None):
+            raise ValueError("RobustGraphicalLasso.fit needs exactly one of X or covariance=")
+        if not 0.0 < self.contamination <= 0.5:
+            raise ValueError(f"contamination must be in (0, 0.5], got {self.contamination}")
+        if X is not None:
+            X = np.asarray(X, dtype=float)
+            if X.ndim != 2 or X.shape[0] < 2:
+                raise ValueError(f"X must be (n_samples >= 2, n_features), got shape {X.shape}")
+            if not np.all(np.isfinite(X)):
+                raise ValueError("X contains NaN or inf")
+            self.location_ = np.zeros(X.shape[1]) if self.assume_centered else X.mean(0)
+            Xc = X - self.location_
+            M = Xc.T @ Xc / X.shape[0]
+        else:
+            M = check_covariance(covariance, "covariance")
+            self.location_ = np.zeros(M.shape[0])
+        prev = getattr(self, "result_", None) if self.warm_start else None
+        if prev is not None and prev.state["Z"].shape != M.shape:
+            prev = None
+        res = robust_graphical_lasso(
+            M, self.rho, self.lam, standardize=self.standardize, penalize_diagonal=self.penalize_diagonal,
+            outlier_diagonal=self.outlier_diagonal, adaptive=self.adaptive, max_iter=self.max_iter,
+            abs_tol=self.abs_tol, rel_tol=self.rel_tol, warm_start=prev, record_history=self.record_history,
+        )
+        self.result_ = res
+        self.covariance_ = res.covariance
+        self.precision_ = res.precision
+        self.precision_sparse_ = res.precision_sparse
+        self.outliers_ = res.outliers
+        self.n_iter_ = res.n_iter
+        self.converged_ = res.converged
+        self.history_ = [{"step": h["iter"], "objective": h["objective"], "r_theta": h["r_theta"],
+                          "r_fs": h["r_fs"]} for h in res.history]
+        self.n_features_in_ = M.shape[0]
+        if X is not None:
+            self.decision_scores_ = self.mahalanobis(X)
+            self.threshold_ = float(np.quantile(self.decision_scores_, 1.0 - self.contamination))
+            self.labels_ = (self.decision_scores_ > self.threshold_).astype(int)
+        return self
+
+    def get_precision(self) -> np.ndarray:
+        return self.precision_
+
+    def score_samples(self, X: np.ndarray) -> np.ndarray:
+        """``-mahalanobis(X)``: higher = more normal (scikit-learn convention)."""
+        return -self.mahalanobis(X)
+
+    def decision_function(self, X: np.ndarray) -> np.ndarray:
+        """Squared Mahalanobis distance: higher = more anomalous (PyOD / ``forge.fit`` convention)."""
+        return self.mahalanobis(X)
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """1 = outlier, 0 = inlier (needs a fit on samples, which sets ``threshold_``)."""
+        if not hasattr(self, "threshold_"):
+            raise RuntimeError("predict needs a threshold: fit on samples X (not covariance=) first")
+        return (self.decision_function(X) > self.threshold_).astype(int)

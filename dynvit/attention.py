@@ -12,6 +12,16 @@ code; our reading, kept configurable:
 
 Unlike softmax rows, ``relu_ln`` rows are zero-mean and unit-variance, not a convex combination: the values are
 mixed with signed weights, which is what the dynamic-convolution reading allows.
+
+Two forms of the same module (``form``), equal up to float rounding (tested to 1e-5):
+
+* ``matmul``: the usual ``norm(Q K^T * scale) V`` with batched matrix products.
+* ``dynamic_conv``: the paper's interpretation (Sec. 3). The queries of a head form a feature map of ``d`` channels
+  at ``N`` positions; a first 1x1 convolution whose kernel is generated from the keys (``N`` output channels, one per
+  key) gives the logits, the normalisation acts as the activation *across the channels* (hence ``axis='key'`` as the
+  default: in the convolutional reading LayerNorm normalises over channels), and a second 1x1 convolution whose
+  kernel is generated from the values maps the ``N`` channels back to ``d``. Heads are the groups of a grouped
+  convolution; see :mod:`dynvit.dynamic_conv` and, for ``groups == channels``, :mod:`dynvit.depthwise`.
 """
 
 from __future__ import annotations
@@ -22,8 +32,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .dynamic_conv import attention_as_dynamic_convs
+
 NORMALISATIONS = ("softmax", "relu_ln")
 AXES = ("key", "query")
+FORMS = ("matmul", "dynamic_conv")
 
 
 class ReLULayerNorm(nn.Module):
@@ -96,6 +109,8 @@ class Attention(nn.Module):
         norm_axis, norm_affine: see :class:`ReLULayerNorm`.
         qkv_bias: bias on the query/key/value projection (DeiT: True).
         attn_drop, proj_drop: dropout on the attention map and the output.
+        form: ``'matmul'`` or ``'dynamic_conv'``: which of the two equal computations :meth:`forward` uses
+            (both are always available as :meth:`forward_matmul` and :meth:`forward_dynamic_conv`).
     """
 
     def __init__(
@@ -109,8 +124,12 @@ class Attention(nn.Module):
         qkv_bias: bool = True,
         attn_drop: float = 0.0,
         proj_drop: float = 0.0,
+        form: str = "matmul",
     ) -> None:
         super().__init__()
+        if form not in FORMS:
+            raise ValueError(f"attention form must be one of {FORMS}, got {form!r}")
+        self.form = form
         if dim % num_heads:
             raise ValueError(f"dim={dim} is not divisible by num_heads={num_heads}")
         self.num_heads = num_heads
@@ -132,9 +151,26 @@ class Attention(nn.Module):
         """Normalised attention ``(B, heads, N, N)``."""
         return self.attn_norm((q * self.scale) @ k.transpose(-2, -1))
 
-    def forward(self, x: Tensor) -> Tensor:
-        b, n, c = x.shape
+    def output(self, out: Tensor) -> Tensor:
+        """Per-head outputs ``(B, heads, N, C / heads)`` -> projected tokens ``(B, N, C)``."""
+        b, _, n, _ = out.shape
+        return self.proj_drop(self.proj(out.transpose(1, 2).reshape(b, n, -1)))
+
+    def forward_matmul(self, x: Tensor) -> Tensor:
+        """``norm(Q K^T * scale) V`` with matrix products: ``(B, N, C) -> (B, N, C)``."""
         q, k, v = self.qkv_heads(x)
         attn = self.attn_drop(self.attention_map(q, k))
-        out = (attn @ v).transpose(1, 2).reshape(b, n, c)
-        return self.proj_drop(self.proj(out))
+        return self.output(attn @ v)
+
+    def forward_dynamic_conv(self, x: Tensor) -> Tensor:
+        """The same output computed as two 1x1 dynamic convolutions (kernels from keys, then values)."""
+        q, k, v = self.qkv_heads(x)
+        out = attention_as_dynamic_convs(
+            q, k, v, scale=self.scale, activation=lambda logits: self.attn_drop(self.attn_norm(logits))
+        )
+        return self.output(out)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.form == "dynamic_conv":
+            return self.forward_dynamic_conv(x)
+        return self.forward_matmul(x)

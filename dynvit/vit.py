@@ -2,6 +2,11 @@
 
 DeiT sizes (Touvron et al. 2021): tiny 192/12/3, small 384/12/6, base 768/12/12 (width/depth/heads), patch 16 at
 224 px, MLP ratio 4, LayerNorm eps 1e-6, a class token and learned position embeddings.
+
+The paper's variants are constructor arguments: ``attn_norm`` (``softmax`` | ``relu_ln``), ``attn_type``
+(``mhsa``: multi-head attention | ``depthwise``: :class:`dynvit.depthwise.DepthwiseAttention` with ``attn_groups``,
+``attn_qkv``, ``attn_proj``) and ``attn_form`` (``matmul`` | ``dynamic_conv``: the same numbers computed as two
+1x1 dynamic convolutions).
 """
 
 from __future__ import annotations
@@ -9,7 +14,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .attention import Attention
+from .attention import FORMS, Attention
+from .depthwise import DepthwiseAttention
+
+ATTN_TYPES = ("mhsa", "depthwise")
 
 DEIT_SIZES = {
     "tiny": dict(embed_dim=192, depth=12, num_heads=3),
@@ -60,19 +68,39 @@ class Block(nn.Module):
         drop: float = 0.0,
         attn_drop: float = 0.0,
         drop_path: float = 0.0,
+        attn_type: str = "mhsa",
+        attn_groups: int | None = None,
+        attn_qkv: str = "depthwise",
+        attn_proj: bool = True,
+        attn_form: str = "matmul",
+        attn_chunk_groups: int | None = None,
+        attn_checkpoint: bool = False,
     ) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=1e-6)
-        self.attn = Attention(
-            dim,
-            num_heads,
-            num_tokens,
+        common = dict(
             norm=attn_norm,
             norm_axis=attn_norm_axis,
             norm_affine=attn_norm_affine,
             attn_drop=attn_drop,
             proj_drop=drop,
+            form=attn_form,
         )
+        if attn_type == "mhsa":
+            self.attn = Attention(dim, num_heads, num_tokens, **common)
+        elif attn_type == "depthwise":
+            self.attn = DepthwiseAttention(
+                dim,
+                num_tokens,
+                groups=attn_groups,
+                qkv=attn_qkv,
+                proj=attn_proj,
+                chunk_groups=attn_chunk_groups,
+                checkpoint=attn_checkpoint,
+                **common,
+            )
+        else:
+            raise ValueError(f"attn_type must be one of {ATTN_TYPES}, got {attn_type!r}")
         self.drop_path = DropPath(drop_path)
         self.norm2 = nn.LayerNorm(dim, eps=1e-6)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), drop)
@@ -92,6 +120,12 @@ class VisionTransformer(nn.Module):
         attn_norm: ``'softmax'`` or ``'relu_ln'`` (the paper's ReLU + LayerNorm).
         attn_norm_axis, attn_norm_affine: options of ``relu_ln``.
         drop_rate, attn_drop_rate: dropout rates; drop_path_rate: stochastic depth, linearly increasing per block.
+        attn_type: ``'mhsa'`` (multi-head, ``num_heads`` maps) or ``'depthwise'`` (``attn_groups`` maps; ``None``:
+            one per channel; ``num_heads`` is then unused).
+        attn_qkv, attn_proj: kernel generator and output projection of the depth-wise attention
+            (see :class:`dynvit.depthwise.DepthwiseAttention`).
+        attn_form: ``'matmul'`` or ``'dynamic_conv'`` (equal outputs; see :mod:`dynvit.dynamic_conv`).
+        attn_chunk_groups, attn_checkpoint: memory options of the depth-wise attention (same outputs).
     """
 
     def __init__(
@@ -110,8 +144,17 @@ class VisionTransformer(nn.Module):
         drop_rate: float = 0.0,
         attn_drop_rate: float = 0.0,
         drop_path_rate: float = 0.0,
+        attn_type: str = "mhsa",
+        attn_groups: int | None = None,
+        attn_qkv: str = "depthwise",
+        attn_proj: bool = True,
+        attn_form: str = "matmul",
+        attn_chunk_groups: int | None = None,
+        attn_checkpoint: bool = False,
     ) -> None:
         super().__init__()
+        if attn_type not in ATTN_TYPES:
+            raise ValueError(f"attn_type must be one of {ATTN_TYPES}, got {attn_type!r}")
         if img_size % patch_size:
             raise ValueError(f"img_size={img_size} is not divisible by patch_size={patch_size}")
         self.img_size = img_size
@@ -134,6 +177,13 @@ class VisionTransformer(nn.Module):
                 drop=drop_rate,
                 attn_drop=attn_drop_rate,
                 drop_path=rate,
+                attn_type=attn_type,
+                attn_groups=attn_groups,
+                attn_qkv=attn_qkv,
+                attn_proj=attn_proj,
+                attn_form=attn_form,
+                attn_chunk_groups=attn_chunk_groups,
+                attn_checkpoint=attn_checkpoint,
             )
             for rate in rates
         )
@@ -170,3 +220,10 @@ class VisionTransformer(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.forward_features(x))
+
+    def set_attn_form(self, form: str) -> None:
+        """Switch every block between the ``'matmul'`` and ``'dynamic_conv'`` computations (same parameters)."""
+        if form not in FORMS:
+            raise ValueError(f"attention form must be one of {FORMS}, got {form!r}")
+        for block in self.blocks:
+            block.attn.form = form

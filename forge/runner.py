@@ -161,9 +161,10 @@ def build_runner(cfg: DictConfig, work_dir: str, mode: str = "train") -> ForgeRu
         log_processor=dict(by_epoch=by_epoch, window_size=int(cfg.runtime.get("log_interval", 10))),
         default_scope="mmengine",
     )
+    runner_cfg: dict[str, Any] = dict(forge_config=OmegaConf.to_yaml(cfg))
     if distributed:
-        # CPU (gloo) needs device_ids=None; on CUDA mmengine's default puts the module on the local device
-        kwargs["model_wrapper_cfg"] = dict(
+        # mmengine reads the wrapper from its cfg; CPU (gloo) needs device_ids=None
+        runner_cfg["model_wrapper_cfg"] = dict(
             type="MMDistributedDataParallel",
             device_ids=None if not torch.cuda.is_available() else [torch.cuda.current_device()],
             find_unused_parameters=bool(cfg.runtime.get("find_unused_parameters", False)),
@@ -244,5 +245,5 @@ def build_runner(cfg: DictConfig, work_dir: str, mode: str = "train") -> ForgeRu
     else:
         raise ValueError(f"mode must be 'train' or 'test', got {mode!r}")
 
-    kwargs.update(default_hooks=default_hooks, custom_hooks=custom_hooks, cfg=dict(forge_config=OmegaConf.to_yaml(cfg)))
+    kwargs.update(default_hooks=default_hooks, custom_hooks=custom_hooks, cfg=runner_cfg)
     return ForgeRunner(**kwargs)

@@ -166,8 +166,6 @@ def load_model(path: str, model: str | None = None, **overrides):
     Returns:
         ``(model, name)`` with the model in eval mode.
     """
-    from .model import Yolact
-
     state, meta = read_checkpoint(path)
     name = model or meta.get("model") or detect_model(state, path)
     kwargs = dict(meta.get("model_kwargs") or official_kwargs(name)) if not model else official_kwargs(name)
@@ -177,18 +175,30 @@ def load_model(path: str, model: str | None = None, **overrides):
     if head_cls is not None and "num_classes" not in overrides:
         a = state["head.box.weight"].shape[0] // 4
         kwargs["num_classes"] = head_cls.shape[0] // a - 1
-    net = Yolact(**{**kwargs, **overrides})
-    load_strict(net, state, path)
+    net = build_for_state(state, {**kwargs, **overrides}, path)
     return net.eval(), name
 
 
-def load_strict(net: torch.nn.Module, state: Mapping[str, Tensor], source: str = "checkpoint") -> None:
-    """``load_state_dict`` that fills absent ``num_batches_tracked`` and refuses any other mismatch."""
+def build_for_state(state: Mapping[str, Tensor], kwargs: dict, source: str = "checkpoint"):
+    """Construct a :class:`Yolact` on the meta device (no random init) and adopt ``state`` (our key names)."""
+    from .model import Yolact
+
+    with torch.device("meta"):
+        net = Yolact(**kwargs)
+    load_strict(net, state, source, assign=True)
+    return net
+
+
+def load_strict(net: torch.nn.Module, state: Mapping[str, Tensor], source: str = "checkpoint",
+                assign: bool = False) -> None:
+    """``load_state_dict`` that fills absent ``num_batches_tracked`` and refuses any other mismatch.
+
+    ``assign=True`` adopts the given tensors (for a model built on the meta device)."""
     own = net.state_dict()
     state = dict(state)
     for k, v in own.items():
         if k.endswith("num_batches_tracked") and k not in state:
-            state[k] = torch.zeros_like(v)
+            state[k] = torch.zeros(v.shape, dtype=v.dtype)
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     shapes = [f"{k}: {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
@@ -196,7 +206,7 @@ def load_strict(net: torch.nn.Module, state: Mapping[str, Tensor], source: str =
     if missing or unexpected or shapes:
         raise KeyError(f"{source}: does not fit the model: {len(missing)} missing (e.g. {missing[:4]}), "
                        f"{len(unexpected)} unexpected (e.g. {unexpected[:4]}), shape mismatches {shapes[:4]}")
-    net.load_state_dict(state, strict=True)
+    net.load_state_dict(state, strict=True, assign=assign)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -50,8 +50,8 @@ def ohem_conf_loss(logits: Tensor, conf_t: Tensor, negpos_ratio: int = 3) -> Ten
         hardness = torch.logsumexp(logits.detach(), -1) - logits.detach()[..., 0]  # -log p(background)
         hardness[pos] = 0
         hardness[conf_t < 0] = 0
-        order = hardness.argsort(1, descending=True, stable=True)
-        rank = order.argsort(1)
+        order = hardness.argsort(dim=1, descending=True, stable=True)
+        rank = order.argsort(dim=1)
         num_neg = (negpos_ratio * pos.long().sum(1, keepdim=True)).clamp(max=a - 1)
         neg = (rank < num_neg) & ~pos & (conf_t >= 0)
     sel = pos | neg

@@ -2,7 +2,7 @@
 "YOLACT++: Better Real-time Instance Segmentation", TPAMI 2020).
 
 Input expected by :meth:`Yolact.forward`: a float tensor ``(B, 3, H, W)`` in **RGB** order, already normalised as
-the original: ResNet backbones ``(x - PIXEL_MEAN) / PIXEL_STD`` on 0-255 values with the constants below (the
+the original: ResNet backbones ``(x - PIXEL_MEAN) / PIXEL_STD`` on 0-255 values with ``PIXEL_MEAN`` / ``PIXEL_STD`` of ``yolact.preprocess`` (the
 original's BGR ``MEANS``/``STD`` reordered to RGB); DarkNet-53 ``x / 255``. The original resizes every image to
 ``max_size x max_size`` without keeping the aspect ratio; other resizings work (grids follow the input size) but
 anchor sizes stay relative to ``max_size``. :func:`yolact.preprocess.preprocess_image` does all of this.
@@ -28,8 +28,7 @@ from .maskiou import MaskIoUNet
 from .postprocess import NMS_KINDS, detect_single, to_original
 from .protonet import ProtoNet
 
-PIXEL_MEAN = (123.68, 116.78, 103.94)  # RGB, 0-255
-PIXEL_STD = (58.40, 57.12, 57.38)
+from .preprocess import PIXEL_MEAN, PIXEL_STD  # noqa: F401  (re-exported: the expected input normalisation)
 
 
 class Yolact(BaseModel):

@@ -38,18 +38,18 @@ def collect(sweep_dir: str) -> list[dict]:
 
 
 def to_rows(runs: list[dict]) -> tuple[list[str], list[list[str]]]:
-    swept = sorted({k for r in runs for k in r["overrides"] if len({str(x["overrides"].get(k)) for x in runs}) > 1})
+    """Columns: run, the overrides that differ between runs (all of them for a single run), status, metrics."""
+    keys = sorted({k for r in runs for k in r["overrides"]})
+    swept = [k for k in keys if len(runs) == 1 or len({str(x["overrides"].get(k)) for x in runs}) > 1]
     metric_keys = sorted({k for r in runs for k in (r["metrics"] or {})})
-    header = ["run", *swept, *metric_keys]
+    header = ["run", *swept, "status", *metric_keys]
     rows = []
     for r in runs:
         row = [r["run"], *(str(r["overrides"].get(k, "")) for k in swept)]
-        if r["metrics"] is None:
-            row += ["(no metrics)"] + [""] * (len(metric_keys) - 1) if metric_keys else ["(no metrics)"]
-        else:
-            for k in metric_keys:
-                v = r["metrics"].get(k)
-                row.append(f"{v:.4f}" if isinstance(v, float) else str(v) if v is not None else "")
+        row.append("done" if r["metrics"] is not None else "(no metrics)")
+        for k in metric_keys:
+            v = (r["metrics"] or {}).get(k)
+            row.append(f"{v:.4f}" if isinstance(v, float) else "" if v is None else str(v))
         rows.append(row)
     return header, rows
 

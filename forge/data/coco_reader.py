@@ -77,6 +77,9 @@ def _load_json(source: str | os.PathLike | Mapping) -> tuple[dict, str]:
     return data, str(path)
 
 
+_NUM_TYPES = (int, float)
+
+
 def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
@@ -169,7 +172,10 @@ class CocoAnnotations:
         aid = ann["id"]
         if isinstance(segm, list):
             for j, poly in enumerate(segm):
-                if not isinstance(poly, list) or not all(_is_number(v) for v in poly):
+                # fast path (type check per value, finiteness of the sum) before the precise error
+                if not isinstance(poly, list) or not all(type(v) in _NUM_TYPES for v in poly) or not math.isfinite(
+                    sum(poly)
+                ):
                     raise self._err(f"annotation id {aid}: segmentation polygon {j} is not a list of finite numbers")
                 if len(poly) % 2:
                     raise self._err(f"annotation id {aid}: segmentation polygon {j} has an odd length {len(poly)}")

@@ -2,7 +2,8 @@
 
 Bitmaps are ``(N, H, W)`` bool tensors (a single ``(H, W)`` mask is accepted where noted). RLEs are COCO
 *compressed* RLE dicts ``{'size': [H, W], 'counts': str}``; the ``counts`` are returned as ``str`` so the result is
-JSON-ready. RLE work is done by ``pycocotools.mask`` (C implementation, the reference for COCO evaluation).
+JSON-ready. RLE work is done by ``pycocotools.mask`` (C implementation, the reference for COCO evaluation), areas by
+faster-coco-eval's identical mask API (pycocotools' ``area`` overflows on lists of >= 256 RLEs under NumPy 2).
 
 Boxes follow paperforge's ``xyxy`` convention with exclusive ``x2``/``y2``: a mask whose pixels span columns
 ``3..7`` has ``x1 = 3, x2 = 8``, matching ``pycocotools.mask.toBbox`` (``x + w``).
@@ -123,12 +124,15 @@ def as_rles(masks: Tensor | np.ndarray | Sequence[Rle]) -> list[Rle]:
 
 def rle_area(rles: Rle | Sequence[Rle]) -> np.ndarray:
     """Pixel counts of RLEs: a scalar array for one dict, ``(N,)`` for a list."""
+    # pycocotools' area() overflows for lists of >= 256 RLEs under NumPy 2; faster-coco-eval's has no such limit.
+    from faster_coco_eval.core import mask as _fmask
+
     if isinstance(rles, dict):
-        return np.asarray(_mask.area(_bytes_counts(rles)))
+        return np.asarray(_fmask.area(_str_counts(rles)))
     rles = list(rles)
     if not rles:
-        return np.zeros(0, dtype=np.uint32)
-    return np.asarray(_mask.area([_bytes_counts(r) for r in rles]))
+        return np.zeros(0, dtype=np.uint64)
+    return np.asarray(_fmask.area([_str_counts(r) for r in rles]))
 
 
 def rle_to_box(rles: Sequence[Rle]) -> Tensor:
@@ -204,8 +208,8 @@ def paste_masks_in_boxes(
         chunk: boxes processed at once (bounds memory to ``chunk * H * W`` floats).
 
     Returns:
-        ``(N, H, W)`` bool (or float) masks; pixels outside the box are 0. Pixel centres ``(x + 0.5, y + 0.5)`` are
-        sampled bilinearly (``align_corners=False``).
+        ``(N, H, W)`` bool (or float) masks. Pixel centres ``(x + 0.5, y + 0.5)`` are sampled bilinearly
+        (``align_corners=False``) with zero padding, so values fade to 0 within one mask cell of the box edge.
     """
     if masks.ndim != 3 or boxes.ndim != 2 or masks.shape[0] != boxes.shape[0]:
         raise ValueError(f"masks (N, Mh, Mw) and boxes (N, 4) must agree, got {tuple(masks.shape)}, {tuple(boxes.shape)}")

@@ -63,15 +63,11 @@ def _jitter(rng: np.random.Generator, parts: list[list[float]], amount: float, w
 
 def _uncompressed(rle: dict) -> dict:
     """Compressed RLE -> COCO's uncompressed form (``counts`` as a list of run lengths)."""
-    m = mask_util.decode(rle)
-    flat = m.flatten(order="F")
-    runs, cur, n = [], 0, 0
-    for v in flat:
-        if v != cur:
-            runs.append(n)
-            cur, n = v, 0
-        n += 1
-    runs.append(n)
+    flat = mask_util.decode(rle).flatten(order="F")
+    edges = np.concatenate([[0], np.flatnonzero(np.diff(flat)) + 1, [flat.size]])
+    runs = np.diff(edges).tolist()
+    if flat[0]:
+        runs = [0] + runs  # counts start with a run of zeros
     return {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": [int(r) for r in runs]}
 
 

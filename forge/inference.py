@@ -1,0 +1,46 @@
+"""Rebuild a trained model from a forge checkpoint and the ``config.yaml`` saved beside it."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from .config import CONFIG_FILENAME, ConfigError, load_config
+
+
+def find_config(checkpoint: str, config: str | None = None) -> str:
+    """``config`` if given, else ``config.yaml`` in the checkpoint's folder."""
+    path = config or os.path.join(os.path.dirname(os.path.abspath(checkpoint)), CONFIG_FILENAME)
+    if not os.path.isfile(path):
+        raise ConfigError(
+            f"no config for checkpoint {checkpoint!r}: {path!r} does not exist (pass --config the run's config.yaml)"
+        )
+    return path
+
+
+def load_state_dict(checkpoint: str) -> dict:
+    """The model weights of a forge/mmengine checkpoint (``state_dict`` entry) or of a bare state dict."""
+    if not os.path.isfile(checkpoint):
+        raise FileNotFoundError(f"checkpoint {checkpoint!r} does not exist")
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
+    if not isinstance(state, dict):
+        raise ValueError(f"{checkpoint!r} holds no state dict")
+    return state
+
+
+def load_model(checkpoint: str, config: str | None = None) -> tuple[torch.nn.Module, DictConfig]:
+    """Instantiate the model of a saved config and load the checkpoint's weights strictly (eval mode, CPU)."""
+    cfg = load_config(find_config(checkpoint, config))
+    model = instantiate(cfg.model, _convert_="partial")
+    missing, unexpected = model.load_state_dict(load_state_dict(checkpoint), strict=False)
+    if missing or unexpected:
+        raise ValueError(
+            f"checkpoint {checkpoint!r} does not match the model of its config: "
+            f"missing keys {missing[:5]}{'...' if len(missing) > 5 else ''}, "
+            f"unexpected keys {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}"
+        )
+    return model.eval(), cfg
