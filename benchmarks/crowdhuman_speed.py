@@ -179,6 +179,56 @@ def make_case(n_images: int = 4370, seed: int = 0, people: float = 23.0, dets: i
     return gt_lines, dt_lines
 
 
+def make_tie_case(n_images: int = 40, seed: int = 0):
+    """Small case built around exact ties (used by the golden fixture, not timed).
+
+    Per image a few groups of mirror-symmetric boxes with integer coordinates: a detection exactly between two GT
+    (equal IoU with both), or a GT exactly between two detections, with an ignore region (``tag: mask``) covering
+    only one side, so that the JI depends on how the maximum-weight matching breaks the tie; plus plain noisy
+    detections and scores repeated across images (ties in the AP/MR ordering).
+    """
+    rng = np.random.default_rng(seed)
+    gt_lines, dt_lines = [], []
+    for i in range(n_images):
+        W, H = 960, 540
+        gtboxes, dtboxes = [], []
+        for k in range(int(rng.integers(2, 6))):
+            x0 = 20 + 180 * k
+            y = int(rng.integers(0, 200))
+            w = int(rng.integers(15, 30)) * 2
+            h = int(rng.integers(60, 250))
+            s = int(rng.integers(max(2, w // 10), w // 3))
+            kind = rng.integers(3)
+            x = x0 + s + 30
+            if kind == 0:  # a detection between two GT
+                gtboxes += [{"tag": "person", "fbox": [x - s, y, w, h]}, {"tag": "person", "fbox": [x + s, y, w, h]}]
+                dtboxes.append({"box": [x, y, w, h], "score": float(rng.choice([0.95, 0.55, 0.35, 0.15]))})
+                side = x - s - 20 if rng.random() < 0.5 else x + s + int(0.4 * w)
+                if rng.random() < 0.8:
+                    gtboxes.append({"tag": "mask", "fbox": [side, y - 5, int(0.6 * w) + 20, h + 10]})
+            elif kind == 1:  # a GT between two detections
+                gtboxes.append({"tag": "person", "fbox": [x, y, w, h]})
+                for dx in (-s, s):
+                    dtboxes.append({"box": [x + dx, y, w, h], "score": float(rng.choice([0.9, 0.65, 0.45, 0.25]))})
+                side = x - s - 20 if rng.random() < 0.5 else x + s + int(0.4 * w)
+                if rng.random() < 0.8:
+                    gtboxes.append({"tag": "mask", "fbox": [side, y - 5, int(0.6 * w) + 20, h + 10]})
+            else:  # a plain person, a noisy detection and maybe a duplicate
+                gtboxes.append({"tag": "person", "fbox": [x, y, w, h]})
+                for _ in range(1 + int(rng.random() < 0.4)):
+                    b = np.round(_jitter(rng, np.array([[x, y, w, h]], dtype=float), 0.08)[0], 1)
+                    dtboxes.append({"box": [float(t) for t in b], "score": float(np.round(rng.random(), 2))})
+        for gb in gtboxes:
+            gb["vbox"] = gb["hbox"] = gb["fbox"]
+            gb["extra"] = {"ignore": 0}
+        ID = f"tie{seed:02d},{i:04d}"
+        gt_lines.append({"ID": ID, "gtboxes": gtboxes})
+        for d in dtboxes:
+            d["tag"] = 1
+        dt_lines.append({"ID": ID, "height": H, "width": W, "dtboxes": dtboxes})
+    return gt_lines, {"fbox": dt_lines}
+
+
 def write_lines(path: Path, lines) -> None:
     with open(path, "w") as f:
         for obj in lines:
@@ -281,6 +331,8 @@ def main(argv=None) -> None:
     ap.add_argument("--people", type=float, default=23.0, help="mean GT boxes per image")
     ap.add_argument("--dets", type=int, default=100, help="detections per image")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--case", choices=["crowd", "ties"], default="crowd", help="'ties': make_tie_case (fbox only)")
+    ap.add_argument("--crowddet-commit", default="", help="recorded in --reference-out")
     ap.add_argument("--box-types", nargs="+", default=["fbox", "vbox"])
     ap.add_argument("--crowddet", type=Path, default=None, help="local checkout of Purkialo/CrowdDet")
     ap.add_argument("--write-case", type=Path, default=None, help="keep the generated odgt files in this folder")
@@ -290,7 +342,10 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
 
     t0 = time.perf_counter()
-    gt_lines, dt_lines = make_case(args.images, args.seed, args.people, args.dets)
+    if args.case == "ties":
+        gt_lines, dt_lines = make_tie_case(args.images, args.seed)
+    else:
+        gt_lines, dt_lines = make_case(args.images, args.seed, args.people, args.dets)
     dt_lines = {k: v for k, v in dt_lines.items() if k in args.box_types}
     gen_s = time.perf_counter() - t0
     with tempfile.TemporaryDirectory() as tmpname:
@@ -301,7 +356,7 @@ def main(argv=None) -> None:
         print(f"case: {args.images} images, {n_gt} GT boxes, {n_dt} detections per box type (generated in {gen_s:.1f} s)")
         refs = {}
         rows = []
-        for key in args.box_types:
+        for key in [k for k in args.box_types if k in dt_lines]:
             if args.crowddet is not None:
                 gt_c, dt_c = crowddet_inputs(args.crowddet, paths["gt"], paths[key], key, tmp)
                 if args.reference_out is not None:
@@ -319,7 +374,8 @@ def main(argv=None) -> None:
                 row.update(crowddet_apmr_s=t_apmr, crowddet_ji_s=t_ji, crowddet=theirs)
             rows.append(row)
         if args.reference_out is not None:
-            args.reference_out.write_text(json.dumps(refs, indent=2) + "\n")
+            meta = {"crowddet_commit": args.crowddet_commit, "command": " ".join(sys.argv)}
+            args.reference_out.write_text(json.dumps({"meta": meta, **refs}, indent=2) + "\n")
             print(f"wrote {args.reference_out}")
     if not rows:
         return

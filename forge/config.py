@@ -95,6 +95,12 @@ def validate(cfg: DictConfig) -> None:
             if leaf in PATH_KEYS and isinstance(value, str) and value and not os.path.exists(value):
                 errors.append(f"{key}={value!r} does not exist (check the path or override it, e.g. {key}=/path)")
 
+    if OmegaConf.select(cfg, "runtime.amp", default=False):
+        import torch
+
+        if not torch.cuda.is_available() or OmegaConf.select(cfg, "runtime.device", default="auto") == "cpu":
+            errors.append("runtime.amp=true needs a CUDA device (mixed precision is CUDA-only here); use runtime.amp=false")
+
     resume = cfg.get("resume", False)
     if resume not in (None, False, True, "auto") and not (isinstance(resume, str) and os.path.isfile(resume)):
         errors.append(f"resume={resume!r} is invalid: use auto, false, or the path of an existing checkpoint")

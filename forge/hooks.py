@@ -164,4 +164,4 @@ class ValImageHook(Hook):
         from .vis.grid import make_grid
 
         step = runner.epoch if self.by_epoch else runner.iter
-        runner.visualizer.add_image("val/predictions", make_grid(self._images), step=step)
+        runner.visualizer.add_image("val_predictions", make_grid(self._images), step=step)

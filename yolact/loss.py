@@ -198,7 +198,8 @@ class YolactLoss(nn.Module):
                     iou_labels.append(obj_labels[pos_gt[ok]])
 
         num_pos = (conf_t > 0).sum().clamp(min=1).float()
-        zero = logits.sum() * 0
+        # zero that still touches every output, so all parameters get a (zero) gradient (DDP without unused params)
+        zero = (loc.sum() + logits.sum() + coefs.sum() + protos.sum()) * 0
         losses = {
             "loss_cls": ohem_conf_loss(logits, conf_t, self.negpos_ratio) * self.conf_weight / num_pos,
             "loss_box": (torch.stack(box_losses).sum() if box_losses else zero) * self.box_weight / num_pos,

@@ -18,26 +18,46 @@ from omegaconf import DictConfig, OmegaConf
 from ..config import ConfigError, load_config, validate
 from .common import CONFIG_DIR, check_group_overrides, report_and_exit, resolve_work_dir
 
-# keys a saved config contributes; the command line keeps checkpoint, work_dir and launcher
-_FROM_SAVED = ("model", "loss", "dataset", "schedule", "runtime", "seed", "experiment_name", "engine")
+# keys taken from the command line rather than the saved config
+_FROM_COMMAND_LINE = ("checkpoint", "config", "work_dir", "launcher", "resume", "load_from")
 
 
-def merge_saved(cfg: DictConfig) -> DictConfig:
-    """Replace the composed groups by those of the saved config named by ``cfg.config``."""
+def merge_saved(cfg: DictConfig, overrides: list[str] | None = None) -> DictConfig:
+    """The saved config named by ``cfg.config``, with this command's checkpoint/work_dir/launcher and its
+    ``key=value`` overrides applied on top (so ``dataset.val.ann_file=...`` still works)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
     saved = load_config(str(cfg.config))
-    merged = OmegaConf.to_container(cfg, resolve=False)
-    for key in _FROM_SAVED:
-        if key in saved:
-            merged[key] = OmegaConf.to_container(saved[key], resolve=True) if OmegaConf.is_config(
-                saved[key]
-            ) else saved[key]
-    out = OmegaConf.create(merged)
-    return out
+    for key in _FROM_COMMAND_LINE:
+        if key in cfg:
+            saved[key] = cfg[key]
+    groups = {"dataset", "model", "loss", "schedule", "runtime", "launcher", "experiment"}
+    for override in OverridesParser.create().parse_overrides(overrides or []):
+        key = override.key_or_group
+        if key in groups or key.split(".", 1)[0] in _FROM_COMMAND_LINE or key.startswith("hydra"):
+            continue
+        if override.is_delete():
+            parent, _, leaf = key.rpartition(".")
+            node = OmegaConf.select(saved, parent) if parent else saved
+            if node is not None and leaf in node:
+                node.pop(leaf)
+        else:
+            OmegaConf.update(saved, key, override.value(), force_add=True)
+    return saved
+
+
+def _task_overrides() -> list[str]:
+    from hydra.core.hydra_config import HydraConfig
+
+    try:
+        return list(HydraConfig.get().overrides.task)
+    except ValueError:  # not running under @hydra.main
+        return []
 
 
 def run_test(cfg: DictConfig) -> dict:
     if cfg.get("config"):
-        cfg = merge_saved(cfg)
+        cfg = merge_saved(cfg, _task_overrides())
     checkpoint = cfg.get("checkpoint")
     if not checkpoint or not os.path.isfile(str(checkpoint)):
         raise ConfigError(f"checkpoint={checkpoint!r} does not exist")

@@ -251,8 +251,10 @@ class CocoInstanceDataset(InstanceDatasetBase):
         if verify_images:
             records = self._verify(records)
         if filter_empty and dropped_empty:
-            _log(f"{self._name()}: left out {dropped_empty} images without non-crowd annotations (filter_empty)",
-                 level=logging.INFO)
+            _log(
+                f"{self._name()}: left out {dropped_empty} images without non-crowd annotations (filter_empty)",
+                level=logging.INFO,
+            )
         self._records = _PackedList(records)
 
     # -- building

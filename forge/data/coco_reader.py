@@ -46,11 +46,10 @@ import os
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from forge.data.structures import Instances
+if TYPE_CHECKING:  # torch is imported only by to_instances(): evaluation tools read files without it
+    from forge.data.structures import Instances
 
 __all__ = ["AnnotationError", "CocoAnnotations", "LvisAnnotations"]
 
@@ -252,9 +251,21 @@ class CocoAnnotations:
     @staticmethod
     def _area_of(ann: dict, img: dict) -> float:
         if "segmentation" in ann:
-            from forge.ops.masks import rle_area, segm_to_rle
+            import pycocotools.mask as mask_api
 
-            return float(rle_area(segm_to_rle(ann["segmentation"], img["height"], img["width"])))
+            segm, h, w = ann["segmentation"], img["height"], img["width"]
+            if isinstance(segm, list):
+                parts = [p for p in segm if len(p) >= 6]
+                if not parts:
+                    return 0.0
+                rle = mask_api.merge(mask_api.frPyObjects(parts, h, w))
+            elif isinstance(segm["counts"], list):
+                rle = mask_api.frPyObjects(segm, h, w)
+            else:
+                rle = {"size": segm["size"], "counts": segm["counts"]}
+                if isinstance(rle["counts"], str):
+                    rle["counts"] = rle["counts"].encode("ascii")
+            return float(mask_api.area(rle))
         return float(ann["bbox"][2] * ann["bbox"][3])
 
     # ------------------------------------------------------------------ access
@@ -276,6 +287,10 @@ class CocoAnnotations:
 
         With ``with_masks=True`` every annotation needs a ``segmentation``; masks are ``(N, H, W)`` bool.
         """
+        import torch
+
+        from forge.data.structures import Instances
+
         anns = self.anns(image_id)
         img = self.images[image_id]
         h, w = img["height"], img["width"]

@@ -95,7 +95,8 @@ class CrowdHumanDataset(InstanceDatasetBase):
         for index, rec in enumerate(read_gt_odgt(self.ann_file)):
             if len(rec) >= ANN_ID_STRIDE:
                 raise CrowdHumanDataError(
-                    f"{self.ann_file}:{rec.line}: {len(rec)} boxes in one image; annotation ids assume < {ANN_ID_STRIDE}"
+                    f"{self.ann_file}:{rec.line}: {len(rec)} boxes in one image; "
+                    f"annotation ids assume fewer than {ANN_ID_STRIDE}"
                 )
             boxes = xywh_to_xyxy(rec.boxes(box_type))
             ignore = rec.ignore_flags(box_type)

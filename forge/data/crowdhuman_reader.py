@@ -206,6 +206,76 @@ def _get_id(obj: Mapping, path: str, line: int) -> str:
 # ground truth
 
 
+def _numeric(rows: list) -> np.ndarray | None:
+    """``(N, 4)`` float64 from a list of 4-number lists, or None when anything is off (ragged, non-numeric, inf)."""
+    try:
+        arr = np.array(rows)
+    except (ValueError, TypeError):
+        return None
+    if arr.dtype.kind not in "iuf" or arr.shape != (len(rows), 4):
+        return None
+    arr = arr.astype(np.float64)
+    return arr if np.isfinite(arr).all() else None
+
+
+def _ignored(gb: Mapping, sub: str) -> bool:
+    d = gb.get(sub)
+    if d is None:
+        return False
+    v = d.get("ignore", 0)  # AttributeError for a non-object: caught by the caller
+    if not _is_number(v):
+        raise TypeError(v)
+    return v != 0
+
+
+def _gtboxes_fast(gtboxes: list):
+    """Parse well-formed ``gtboxes`` quickly; None when the careful path is needed (it raises the precise error)."""
+    n = len(gtboxes)
+    if n == 0:
+        empty = np.zeros((0, 4))
+        return {k: empty.copy() for k in BOX_TYPES}, [], np.zeros(0, bool), np.zeros(0, bool)
+    try:
+        tags = [gb["tag"] for gb in gtboxes]
+        if not all(type(t) is str for t in tags):
+            return None
+        boxes = {}
+        for k in BOX_TYPES:
+            arr = _numeric([gb[k] for gb in gtboxes])
+            if arr is None:
+                return None
+            boxes[k] = arr
+        ign = [t != "person" or _ignored(gb, "extra") for t, gb in zip(tags, gtboxes)]
+        head = [b or _ignored(gb, "head_attr") for b, gb in zip(ign, gtboxes)]
+    except (KeyError, TypeError, AttributeError):
+        return None
+    return boxes, tags, np.array(ign, dtype=bool), np.array(head, dtype=bool)
+
+
+def _gtboxes_checked(gtboxes: list, path: str, lineno: int, rid: str):
+    nan_row = [math.nan] * 4
+    cols: dict[str, list] = {k: [] for k in BOX_TYPES}
+    tags, ign, head_ign = [], [], []
+    for i, gb in enumerate(gtboxes):
+        key = f"gtboxes[{i}]"
+        if not isinstance(gb, Mapping):
+            raise _err(path, lineno, f"key {key!r} must be an object, got {type(gb).__name__}")
+        if "tag" not in gb:
+            raise _err(path, lineno, f"missing key '{key}.tag' (ID {rid!r})")
+        tag = gb["tag"]
+        if not isinstance(tag, str):
+            raise _err(path, lineno, f"key '{key}.tag' must be a string, got {tag!r}")
+        if not any(k in gb for k in BOX_TYPES):
+            raise _err(path, lineno, f"key {key!r} has none of {BOX_TYPES} (ID {rid!r})")
+        for k in BOX_TYPES:
+            cols[k].append(_box(gb[k], path, lineno, f"{key}.{k}") if k in gb else nan_row)
+        body_ignore = tag != "person" or _flag(gb, "extra", key, path, lineno)
+        tags.append(tag)
+        ign.append(body_ignore)
+        head_ign.append(body_ignore or _flag(gb, "head_attr", key, path, lineno))
+    boxes = {k: np.array(v, dtype=np.float64).reshape(-1, 4) for k, v in cols.items()}
+    return boxes, tags, np.array(ign, dtype=bool), np.array(head_ign, dtype=bool)
+
+
 def read_gt_odgt(path: str | os.PathLike) -> list[GTRecord]:
     """Read a CrowdHuman ground-truth ``.odgt`` (file order is kept; it fixes the evaluator's image order).
 
@@ -226,27 +296,10 @@ def read_gt_odgt(path: str | os.PathLike) -> list[GTRecord]:
         gtboxes = obj["gtboxes"]
         if not isinstance(gtboxes, list):
             raise _err(path, lineno, f"key 'gtboxes' must be a list, got {type(gtboxes).__name__}")
-        cols: dict[str, list] = {k: [] for k in BOX_TYPES}
-        tags, ign, head_ign = [], [], []
-        for i, gb in enumerate(gtboxes):
-            key = f"gtboxes[{i}]"
-            if not isinstance(gb, Mapping):
-                raise _err(path, lineno, f"key {key!r} must be an object, got {type(gb).__name__}")
-            if "tag" not in gb:
-                raise _err(path, lineno, f"missing key '{key}.tag' (ID {rid!r})")
-            tag = gb["tag"]
-            if not isinstance(tag, str):
-                raise _err(path, lineno, f"key '{key}.tag' must be a string, got {tag!r}")
-            present = [k for k in BOX_TYPES if k in gb]
-            if not present:
-                raise _err(path, lineno, f"key {key!r} has none of {BOX_TYPES} (ID {rid!r})")
-            for k in BOX_TYPES:
-                cols[k].append(_box(gb[k], path, lineno, f"{key}.{k}") if k in gb else nan_row)
-            body_ignore = tag != "person" or _flag(gb, "extra", key, path, lineno)
-            tags.append(tag)
-            ign.append(body_ignore)
-            head_ign.append(body_ignore or _flag(gb, "head_attr", key, path, lineno))
-        boxes = {k: np.array(v, dtype=np.float64).reshape(-1, 4) for k, v in cols.items()}
+        parsed = _gtboxes_fast(gtboxes)
+        if parsed is None:  # something is off: walk the boxes one by one to name the culprit
+            parsed = _gtboxes_checked(gtboxes, path, lineno, rid)
+        boxes, tags, ign, head_ign = parsed
         records.append(
             GTRecord(
                 ID=rid,
@@ -254,8 +307,8 @@ def read_gt_odgt(path: str | os.PathLike) -> list[GTRecord]:
                 vbox=boxes["vbox"],
                 hbox=boxes["hbox"],
                 tags=tags,
-                ignore=np.array(ign, dtype=bool),
-                head_ignore=np.array(head_ign, dtype=bool),
+                ignore=ign,
+                head_ignore=head_ign,
                 width=_size(obj, "width", path, lineno),
                 height=_size(obj, "height", path, lineno),
                 source=path,
@@ -273,19 +326,18 @@ def _boxes_scores(items: list, path: str, line: int, list_key: str, box_key: str
     if not items:
         return np.zeros((0, 4), dtype=np.float64), np.zeros(0, dtype=np.float64)
     try:  # fast path: well-formed input
-        boxes = np.array([d[box_key] for d in items], dtype=np.float64)
-        scores = np.array([d["score"] for d in items], dtype=np.float64)
+        boxes = _numeric([d[box_key] for d in items])
+        scores = np.array([d["score"] for d in items])
         ok = (
-            boxes.shape == (len(items), 4)
+            boxes is not None
+            and scores.dtype.kind in "iuf"
             and scores.shape == (len(items),)
-            and np.isfinite(boxes).all()
             and np.isfinite(scores).all()
-            and all(type(d["score"]) is not bool for d in items)
         )
     except (KeyError, TypeError, ValueError):
         ok = False
     if ok:
-        return boxes, scores
+        return boxes, scores.astype(np.float64)
     # slow path: find the first offending entry and name it
     for i, d in enumerate(items):
         key = f"{list_key}[{i}]"

@@ -15,8 +15,9 @@ Properties (tested in ``tests/forge/data/test_shapes.py``):
   rotation and colour; 2..6 shapes per image on a textured background (gradient, stripes, smooth noise or checker,
   plus pixel noise);
 * shapes are painted in order, later over earlier; with probability ``overlap_prob`` a new shape is placed so that
-  it overlaps an existing one (typically about half of the objects overlap another); a placement that would leave
-  an earlier shape less than ``min_visible`` (40 %) visible is retried, so no annotation is almost fully occluded;
+  it overlaps an existing one (typically about three quarters of the objects overlap another); a placement that
+  would leave an earlier shape less than ``min_visible`` (40 %) visible is retried, so no annotation is almost
+  fully occluded;
 * annotations describe the **visible** part: ``segmentation`` is the polygon of an unoccluded shape and a compressed
   RLE of what is left of an occluded one (so both formats occur), ``bbox`` the tight box of the visible pixels,
   ``area`` their count, ``iscrowd`` 0; extra keys ``full_area`` and ``shape_bbox`` describe the whole shape.

@@ -433,8 +433,22 @@ def _solve_small(w: np.ndarray, ldi: np.ndarray, lgi: np.ndarray, a: int, b: int
     return sel, tie
 
 
-def _max_weight_matching(e_dt: np.ndarray, e_gt: np.ndarray, e_w: np.ndarray, check_tie: bool, cache: dict):
+def _compact(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(x, return_inverse=True)`` for non-negative ints in O(max(x)) instead of a sort."""
+    mark = np.zeros(int(x.max()) + 1, dtype=bool)
+    mark[x] = True
+    u = np.flatnonzero(mark)
+    inv = np.zeros(mark.size, dtype=np.int64)
+    inv[u] = np.arange(u.size)
+    return u, inv[x]
+
+
+def _max_weight_matching(
+    e_dt: np.ndarray, e_gt: np.ndarray, e_w: np.ndarray, eid: np.ndarray, eid_total: int, check_tie: bool, cache: dict
+):
     """A maximum-weight bipartite matching (detections ``e_dt``, GT ``e_gt``, weights ``e_w`` > 0).
+
+    ``eid`` are ascending ids of the edges in the full (lowest-threshold) graph of ``eid_total`` edges.
 
     Components that are a single edge or a star take their heaviest edge (first on ties); the others are solved
     one by one with ``scipy.optimize.linear_sum_assignment`` (cached by edge set across score thresholds).
@@ -451,8 +465,8 @@ def _max_weight_matching(e_dt: np.ndarray, e_gt: np.ndarray, e_w: np.ndarray, ch
     tied = np.zeros(ne, dtype=bool)
     if ne == 0:
         return chosen, tied
-    ud, di = np.unique(e_dt, return_inverse=True)
-    ug, gi = np.unique(e_gt, return_inverse=True)
+    ud, di = _compact(e_dt)
+    ug, gi = _compact(e_gt)
     nn = ud.size + ug.size
     adj = coo_matrix((np.ones(ne), (di, ud.size + gi)), shape=(nn, nn))
     n_comp, lab = connected_components(adj, directed=False)
@@ -482,16 +496,21 @@ def _max_weight_matching(e_dt: np.ndarray, e_gt: np.ndarray, e_w: np.ndarray, ch
         ldi, lgi = rank_d[di], rank_g[gi]
         oc = np.argsort(comp, kind="stable")  # edges of a component stay in (detection, GT) order
         bounds = _starts(np.bincount(comp, minlength=n_comp))
-        for c in hard.tolist():
-            eidx = oc[bounds[c] : bounds[c + 1]]
-            key = (e_dt[eidx].tobytes(), e_gt[eidx].tobytes())
+        # Graphs of different score thresholds are nested, so a component is identified by its first edge and
+        # its number of edges: the cache key.
+        keys = (eid[oc[bounds[hard]]] * (eid_total + 1) + (bounds[hard + 1] - bounds[hard])).tolist()
+        for c, key in zip(hard.tolist(), keys):
             hit = cache.get(key)
             if hit is None or (check_tie and hit[1] is None):
-                hit = _solve_small(e_w[eidx], ldi[eidx], lgi[eidx], int(n_d[c]), int(n_g[c]), check_tie)
-                cache[key] = hit
-            chosen[eidx[hit[0]]] = True
-            if check_tie and hit[1]:
-                tied[eidx] = True
+                eidx = oc[bounds[c] : bounds[c + 1]]
+                sel, tie = _solve_small(e_w[eidx], ldi[eidx], lgi[eidx], int(n_d[c]), int(n_g[c]), check_tie)
+                cache[key] = (eid[eidx[sel]], tie if check_tie else None)
+        sols = [cache[k] for k in keys]
+        chosen[np.searchsorted(eid, np.concatenate([s[0] for s in sols]))] = True
+        if check_tie:
+            for c, sol in zip(hard.tolist(), sols):
+                if sol[1]:
+                    tied[oc[bounds[c] : bounds[c + 1]]] = True
     return chosen, tied
 
 
@@ -530,7 +549,8 @@ def _ji(p: _Prepared, m: _Matched, score_thrs: Sequence[float], matching: str) -
         kept = p.dt_score > t
         emask = kept[m.e_dt]
         e_dt, e_gt, e_w = m.e_dt[emask], m.e_gt[emask], m.e_w[emask]
-        sel, tied = _max_weight_matching(e_dt, e_gt, e_w, blossom, cache)
+        eid = np.flatnonzero(emask)
+        sel, tied = _max_weight_matching(e_dt, e_gt, e_w, eid, m.e_dt.shape[0], blossom, cache)
         if tied.any():  # a non-unique optimum: replay CrowdDet's blossom on the whole image
             e_img = p.dt_img[e_dt]
             for i in np.unique(e_img[tied]).tolist():

@@ -34,7 +34,6 @@ import numpy as np
 
 from forge.data.coco_reader import LvisAnnotations
 from forge.evaluation.coco import (
-    CocoMetric,
     ResultsError,
     _check_results,
     _load_gt,
@@ -77,13 +76,15 @@ def _limit_per_image(dets: list[dict], max_dets: int) -> list[dict]:
 
 
 def _result_areas(dets: list[dict]) -> np.ndarray:
-    from forge.ops.masks import rle_area
+    from faster_coco_eval.core import mask as mask_api
 
     if not dets:
         return np.zeros(0)
     if "bbox" in dets[0]:
         return np.array([d["bbox"][2] * d["bbox"][3] for d in dets], dtype=np.float64)
-    return rle_area([d["segmentation"] for d in dets]).astype(np.float64)
+    rles = [d["segmentation"] for d in dets]
+    rles = [r if isinstance(r["counts"], str) else {"size": r["size"], "counts": r["counts"].decode()} for r in rles]
+    return np.asarray(mask_api.area(rles), dtype=np.float64)
 
 
 def _lvis_summary(ev, lvis: LvisAnnotations) -> list[float]:
@@ -164,46 +165,62 @@ def evaluate_lvis(
     return out
 
 
-class LvisMetric(CocoMetric):
-    """LVIS AP as an mmengine metric (mmdet ``LVISMetric`` behaviour; engine: :func:`evaluate_lvis`).
+# Defined on first access, like forge.evaluation.coco.CocoMetric (keeps mmengine/torch out of the pure path).
+def _define_lvis_metric() -> type:
+    from forge.evaluation.coco import CocoMetric
 
-    Args:
-        ann_file: the LVIS json of the evaluated split (required).
-        metric, classwise, format_only, outfile_prefix, round_digits, collect_device, prefix: as
-            :class:`forge.evaluation.coco.CocoMetric`.
-        max_dets: detections kept per image (300).
-    """
+    class LvisMetric(CocoMetric):
+        """LVIS AP as an mmengine metric (mmdet ``LVISMetric`` behaviour; engine: :func:`evaluate_lvis`).
 
-    default_prefix = "lvis"
-    _gt_class = LvisAnnotations
-    _summary_names = LVIS_SUMMARY_NAMES
+        Args:
+            ann_file: the LVIS json of the evaluated split (required).
+            metric, classwise, format_only, outfile_prefix, round_digits, collect_device, prefix: as
+                :class:`forge.evaluation.coco.CocoMetric`.
+            max_dets: detections kept per image (300).
+        """
 
-    def __init__(
-        self,
-        ann_file: str,
-        metric: str | Sequence[str] = "bbox",
-        classwise: bool = False,
-        format_only: bool = False,
-        outfile_prefix: str | None = None,
-        max_dets: int = 300,
-        round_digits: int | None = 3,
-        collect_device: str = "cpu",
-        prefix: str | None = None,
-    ) -> None:
-        if ann_file is None:
-            raise ValueError("LvisMetric needs ann_file: the federated lists (neg/not-exhaustive) live there")
-        super().__init__(
-            ann_file=ann_file,
-            metric=metric,
-            classwise=classwise,
-            format_only=format_only,
-            outfile_prefix=outfile_prefix,
-            max_dets=(1, 10, 100),
-            round_digits=round_digits,
-            collect_device=collect_device,
-            prefix=prefix,
-        )
-        self.max_dets = int(max_dets)
+        default_prefix = "lvis"
+        _gt_class = LvisAnnotations
+        _summary_names = LVIS_SUMMARY_NAMES
 
-    def _evaluate(self, gt, dets: list[dict], iou_type: str, img_ids: list[int]) -> dict:
-        return evaluate_lvis(gt, dets, iou_type, max_dets=self.max_dets, img_ids=img_ids, classwise=self.classwise)
+        def __init__(
+            self,
+            ann_file: str,
+            metric: str | Sequence[str] = "bbox",
+            classwise: bool = False,
+            format_only: bool = False,
+            outfile_prefix: str | None = None,
+            max_dets: int = 300,
+            round_digits: int | None = 3,
+            collect_device: str = "cpu",
+            prefix: str | None = None,
+        ) -> None:
+            if ann_file is None:
+                raise ValueError("LvisMetric needs ann_file: the federated lists (neg/not-exhaustive) live there")
+            super().__init__(
+                ann_file=ann_file,
+                metric=metric,
+                classwise=classwise,
+                format_only=format_only,
+                outfile_prefix=outfile_prefix,
+                max_dets=(1, 10, 100),
+                round_digits=round_digits,
+                collect_device=collect_device,
+                prefix=prefix,
+            )
+            self.max_dets = int(max_dets)
+
+        def _evaluate(self, gt, dets: list[dict], iou_type: str, img_ids: list[int]) -> dict:
+            return evaluate_lvis(gt, dets, iou_type, max_dets=self.max_dets, img_ids=img_ids, classwise=self.classwise)
+
+    LvisMetric.__module__ = __name__
+    LvisMetric.__qualname__ = "LvisMetric"
+    return LvisMetric
+
+
+def __getattr__(name: str) -> Any:
+    if name == "LvisMetric":
+        cls = _define_lvis_metric()
+        globals()["LvisMetric"] = cls
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -84,7 +84,8 @@ def test_deit_transforms_are_timms():
     for part in ("RandomResizedCropAndInterpolation", "RandAugment", "RandomErasing", "bicubic"):
         assert part in train, train
     val = repr(instantiate(cfg.dataset.val.transform))
-    assert "CenterCrop" in val and "size=(256, 256)" in val.replace("size=256", "size=(256, 256)"), val
+    # DeiT evaluation: resize to 224 / 0.875 = 256 (bicubic), centre crop 224
+    assert "Resize(size=256, interpolation=bicubic" in val and "CenterCrop(size=(224, 224))" in val, val
 
 
 def test_imagenet_needs_a_root():

@@ -154,3 +154,51 @@ def test_distributed_gloo_matches_single_process(tmp_path):
     assert "all 2 ranks finished with identical parameters" in double.stdout + double.stderr
     a, b = _state(tmp_path / "one" / "iter_12.pth"), _state(tmp_path / "two" / "iter_12.pth")
     assert _max_diff(a, b) < 1e-5
+
+
+def test_distributed_evaluation_uneven_split(tmp_path):
+    """forge-test on 2 gloo ranks gives the 1-process accuracy on an odd-sized split (padding not counted twice)."""
+    work = tmp_path / "run"
+    run_train(compose_cfg(fast_digits(str(work), epochs=1)))
+    ckpt = open(work / "last_checkpoint").read().strip()
+    odd = ["+dataset.val.test_fraction=0.1005", "schedule.batch_size=8", "schedule.num_workers=0"]
+    one = run_cli("forge-test", [f"config={work}/config.yaml", f"checkpoint={ckpt}", f"work_dir={tmp_path}/t1", *odd])
+    assert one.returncode == 0, one.stderr[-3000:]
+    port = str(30500 + os.getpid() % 1000)
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHON=sys.executable, PORT=port)
+    two = subprocess.run(
+        ["bash", os.path.join(ROOT, "tools", "dist_test.sh"), "2", f"config={work}/config.yaml", f"checkpoint={ckpt}",
+         f"work_dir={tmp_path}/t2", *odd],
+        capture_output=True, text=True, env=env, cwd=ROOT, timeout=300,
+    )
+    assert two.returncode == 0, two.stderr[-3000:]
+    m1 = json.load(open(tmp_path / "t1" / "test_metrics.json"))
+    m2 = json.load(open(tmp_path / "t2" / "test_metrics.json"))
+    from forge.data.digits import DigitsDataset
+
+    assert len(DigitsDataset("val", test_fraction=0.1005)) % 2 == 1
+    assert m1 == m2
+
+
+def test_wandb_offline_and_validation_images(tmp_path):
+    cfg = compose_cfg([
+        *fast_digits(str(tmp_path), epochs=1),
+        "runtime.vis.wandb=true",
+        "runtime.num_vis_images=4",
+    ])
+    run_train(cfg)
+    runs = glob.glob(str(tmp_path / "wandb" / "offline-run-*"))
+    assert runs, "wandb did not write an offline run"
+    images = glob.glob(str(tmp_path / "*" / "vis_data" / "vis_image" / "val*predictions*"))
+    assert images, "validation images were not logged"
+
+
+def test_submitit_local_sweep(tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    sweep = tmp_path / "sweep"
+    args = [a for a in fast_digits("null", epochs=1) if not a.startswith("work_dir")]
+    proc = run_cli("forge-train", ["-m", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10",
+                                   *args, "seed=0,1", f"hydra.sweep.dir={sweep}"], timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for run in ("0", "1"):
+        assert os.path.isfile(sweep / run / "metrics.json"), os.listdir(sweep)

@@ -53,12 +53,33 @@ def coco_dir(tmp_path):
     crowd_mask = np.zeros((H, W), bool)
     crowd_mask[20:28, 2:38] = True
     anns = [
-        dict(id=11, image_id=1, category_id=7, bbox=[2.0, 3.0, 10.0, 8.0], area=80.0, iscrowd=0,
-             segmentation=[[2.0, 3.0, 12.0, 3.0, 12.0, 11.0, 2.0, 11.0]]),
-        dict(id=12, image_id=1, category_id=2, bbox=[20.0, 5.0, 10.0, 10.0], area=100.0, iscrowd=0,
-             segmentation=_rle(rle_mask)),
-        dict(id=13, image_id=1, category_id=4, bbox=[2.0, 20.0, 36.0, 8.0], area=288.0, iscrowd=1,
-             segmentation=_uncompressed_rle(crowd_mask)),
+        dict(
+            id=11,
+            image_id=1,
+            category_id=7,
+            bbox=[2.0, 3.0, 10.0, 8.0],
+            area=80.0,
+            iscrowd=0,
+            segmentation=[[2.0, 3.0, 12.0, 3.0, 12.0, 11.0, 2.0, 11.0]],
+        ),
+        dict(
+            id=12,
+            image_id=1,
+            category_id=2,
+            bbox=[20.0, 5.0, 10.0, 10.0],
+            area=100.0,
+            iscrowd=0,
+            segmentation=_rle(rle_mask),
+        ),
+        dict(
+            id=13,
+            image_id=1,
+            category_id=4,
+            bbox=[2.0, 20.0, 36.0, 8.0],
+            area=288.0,
+            iscrowd=1,
+            segmentation=_uncompressed_rle(crowd_mask),
+        ),
     ]
     coco = dict(
         images=[dict(id=1, file_name="a.png", width=W, height=H), dict(id=5, file_name="b.png", width=W, height=H)],
@@ -195,8 +216,11 @@ def test_degenerate_boxes_are_dropped_and_logged(coco_dir, monkeypatch):
 def test_resample_empty_gives_up_with_a_clear_error(coco_dir):
     root, _, _ = coco_dir
     ds = CocoInstanceDataset(
-        str(root / "instances.json"), str(root / "images"), pipeline=[T.FilterSmallBoxes(1000)],
-        resample_empty=True, max_refetch=3,
+        str(root / "instances.json"),
+        str(root / "images"),
+        pipeline=[T.FilterSmallBoxes(1000)],
+        resample_empty=True,
+        max_refetch=3,
     )
     with pytest.raises(RuntimeError, match="no usable sample after 4 attempts"):
         ds[0]
@@ -206,10 +230,26 @@ def test_lvis_reads_coco_url_paths(tmp_path):
     (tmp_path / "val2017").mkdir()
     Image.fromarray(np.zeros((H, W, 3), np.uint8)).save(tmp_path / "val2017" / "000000000042.jpg")
     lvis = dict(
-        images=[dict(id=42, width=W, height=H, coco_url="http://images.cocodataset.org/val2017/000000000042.jpg",
-                     neg_category_ids=[3], not_exhaustive_category_ids=[])],
-        annotations=[dict(id=1, image_id=42, category_id=5, bbox=[1.0, 1.0, 4.0, 4.0], area=16.0,
-                          segmentation=[[1.0, 1.0, 5.0, 1.0, 5.0, 5.0, 1.0, 5.0]])],
+        images=[
+            dict(
+                id=42,
+                width=W,
+                height=H,
+                coco_url="http://images.cocodataset.org/val2017/000000000042.jpg",
+                neg_category_ids=[3],
+                not_exhaustive_category_ids=[],
+            )
+        ],
+        annotations=[
+            dict(
+                id=1,
+                image_id=42,
+                category_id=5,
+                bbox=[1.0, 1.0, 4.0, 4.0],
+                area=16.0,
+                segmentation=[[1.0, 1.0, 5.0, 1.0, 5.0, 5.0, 1.0, 5.0]],
+            )
+        ],
         categories=[dict(id=3, name="a", frequency="r"), dict(id=5, name="b", frequency="f")],
     )
     ds = LvisInstanceDataset(_write(tmp_path, lvis, "lvis.json"), str(tmp_path))
@@ -229,10 +269,22 @@ def shapes_root(tmp_path_factory):
 def test_dataset_pickles_and_loads_in_workers_deterministically(shapes_root):
     from mmengine.runner import Runner
 
-    pipe = [T.PhotometricDistort(), T.Expand(), T.RandomSampleCrop(), T.RandomMirror(), T.Resize(48),
-            T.FilterSmallBoxes(2), T.Normalize()]
-    ds = CocoInstanceDataset(str(shapes_root / "annotations" / "instances_train.json"), str(shapes_root / "train"),
-                             pipeline=pipe, filter_empty=True, resample_empty=True)
+    pipe = [
+        T.PhotometricDistort(),
+        T.Expand(),
+        T.RandomSampleCrop(),
+        T.RandomMirror(),
+        T.Resize(48),
+        T.FilterSmallBoxes(2),
+        T.Normalize(),
+    ]
+    ds = CocoInstanceDataset(
+        str(shapes_root / "annotations" / "instances_train.json"),
+        str(shapes_root / "train"),
+        pipeline=pipe,
+        filter_empty=True,
+        resample_empty=True,
+    )
     clone = pickle.loads(pickle.dumps(ds))
     assert len(clone) == len(ds) == 8
     assert clone.get_record(3) == ds.get_record(3)
@@ -240,8 +292,14 @@ def test_dataset_pickles_and_loads_in_workers_deterministically(shapes_root):
     for run in range(2):
         np.random.seed(100 + run)  # the parent's state differs: only mmengine's worker seeding makes runs agree
         loader = Runner.build_dataloader(
-            dict(dataset=ds, batch_size=4, num_workers=2, sampler=dict(type="DefaultSampler", shuffle=True),
-                 collate_fn=collate_detection, persistent_workers=False),
+            dict(
+                dataset=ds,
+                batch_size=4,
+                num_workers=2,
+                sampler=dict(type="DefaultSampler", shuffle=True),
+                collate_fn=collate_detection,
+                persistent_workers=False,
+            ),
             seed=7,
         )
         batches.append(next(iter(loader)))

@@ -26,12 +26,17 @@ def ch_dir(tmp_path):
     Image.fromarray(np.zeros((50, 80, 3), np.uint8)).save(images / "273271,abc.jpg")
     Image.fromarray(np.zeros((40, 60, 3), np.uint8)).save(images / "284193,def.jpg")
     lines = [
-        dict(ID="273271,abc", width=80, height=50, gtboxes=[
-            person([-5, 10, 20, 45], [0, 10, 15, 20]),          # truncated: fbox clipped
-            person([30, 5, 10, 20], [31, 6, 8, 10]),
-            person([50, 0, 20, 20], [50, 0, 20, 20], tag="mask"),  # ignore region
-            person([60, 20, 10, 20], [61, 21, 5, 5], ignore=1),   # ignored person
-        ]),
+        dict(
+            ID="273271,abc",
+            width=80,
+            height=50,
+            gtboxes=[
+                person([-5, 10, 20, 45], [0, 10, 15, 20]),  # truncated: fbox clipped
+                person([30, 5, 10, 20], [31, 6, 8, 10]),
+                person([50, 0, 20, 20], [50, 0, 20, 20], tag="mask"),  # ignore region
+                person([60, 20, 10, 20], [61, 21, 5, 5], ignore=1),  # ignored person
+            ],
+        ),
         dict(ID="284193,def", gtboxes=[person([10, 10, 10, 10], [10, 10, 5, 5])]),  # no width/height
     ]
     ann = tmp_path / "annotation_val.odgt"
@@ -70,7 +75,7 @@ def test_visible_boxes_follow_the_transforms(ch_dir):
     ds = CrowdHumanDataset(str(root / "annotation_val.odgt"), str(root / "Images"), pipeline=pipe)
     s = ds[0]["data_samples"]
     assert ds[0]["inputs"].shape == (3, 100, 160)
-    assert s.gt.boxes[1].tolist() == pytest.approx([80, 10, 100, 50])       # mirror x: 80 - 40 .. 80 - 30, then x2
+    assert s.gt.boxes[1].tolist() == pytest.approx([80, 10, 100, 50])  # mirror x: 80 - 40 .. 80 - 30, then x2
     assert s.meta.extra["vbox"][1].tolist() == pytest.approx([82, 12, 98, 32])
     assert s.meta.flip is True
     batch = collate_detection([ds[0], ds[1]])

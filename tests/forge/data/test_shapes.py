@@ -115,8 +115,11 @@ def test_deterministic_from_seed_and_loadable(shapes, tmp_path):
     ref = [a for a in _load(out, "train")["annotations"] if a["image_id"] <= 3]
     assert same == ref  # image i depends only on (seed, split, i, size)
     assert same != _load(tmp_path / "b", "train")["annotations"]
-    ds = CocoInstanceDataset(str(tmp_path / "a" / "annotations" / "instances_val.json"), str(tmp_path / "a" / "val"),
-                             classes=[c["name"] for c in CATEGORIES])
+    ds = CocoInstanceDataset(
+        str(tmp_path / "a" / "annotations" / "instances_val.json"),
+        str(tmp_path / "a" / "val"),
+        classes=[c["name"] for c in CATEGORIES],
+    )
     assert ds.metainfo["cat_ids"] == [c["id"] for c in CATEGORIES]
     assert ds[0]["inputs"].shape == (3, SIZE, SIZE)
 
@@ -134,3 +137,27 @@ def test_cli_rejects_bad_arguments(tmp_path):
         main([str(tmp_path), "--size", "8"])
     with pytest.raises(SystemExit):
         main([str(tmp_path), "--train", "-1"])
+
+
+def test_dataset_configs_compose_and_build(shapes):
+    from hydra.utils import get_method, instantiate
+    from omegaconf import OmegaConf
+
+    from tests.forge.helpers import compose_cfg
+
+    out, _ = shapes
+    cfg = compose_cfg(["dataset=shapes", f"dataset.root={out}", "dataset.img_size=64"])
+    train = instantiate(cfg.dataset.train, _convert_="partial")
+    val = instantiate(cfg.dataset.test, _convert_="partial")
+    assert len(train) == N_TRAIN and len(val) == N_VAL
+    assert train.metainfo["classes"] == list(cfg.dataset.classes) and cfg.dataset.num_classes == len(CATEGORIES)
+    np.random.seed(0)
+    batch = get_method(cfg.dataset.collate_fn)([train[0], val[0]])
+    assert batch["inputs"].shape == (2, 3, 64, 64)
+    for name in ("coco", "lvis", "crowdhuman"):
+        c = OmegaConf.to_container(compose_cfg([f"dataset={name}"]).dataset, resolve=True)
+        for split in ("train", "val", "test"):
+            node = c[split]
+            assert get_method(node["_target_"]) and node["ann_file"].startswith(c["root"])
+            assert all(get_method(t["_target_"]) for t in node["pipeline"])
+    assert len(compose_cfg(["dataset=coco"]).dataset.classes) == 80

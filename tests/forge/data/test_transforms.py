@@ -78,10 +78,17 @@ def test_each_transform_keeps_boxes_on_masks(seed):
 @pytest.mark.parametrize("seed", range(8))
 def test_yolact_pipeline_keeps_boxes_on_masks(seed):
     np.random.seed(seed)
-    pipe = T.Compose([
-        T.PhotometricDistort(), T.Expand(), T.RandomSampleCrop(), T.RandomMirror(), T.Resize(128),
-        T.FilterSmallBoxes(4), None,
-    ])
+    pipe = T.Compose(
+        [
+            T.PhotometricDistort(),
+            T.Expand(),
+            T.RandomSampleCrop(),
+            T.RandomMirror(),
+            T.Resize(128),
+            T.FilterSmallBoxes(4),
+            None,
+        ]
+    )
     s = pipe(shapes_sample(100 + seed, crowd_first=seed % 2 == 0))
     assert s["img"].shape == (128, 128, 3)
     assert_aligned(s)
@@ -149,16 +156,22 @@ def test_random_crop_geometry(seed):
         b = src["gt"].boxes[k]
         centre = (b[:2] + b[2:]) / 2
         assert x1 < centre[0] < x1 + w and y1 < centre[1] < y1 + h
-        expect = torch.stack([b[0].clamp(x1, x1 + w), b[1].clamp(y1, y1 + h), b[2].clamp(x1, x1 + w),
-                              b[3].clamp(y1, y1 + h)]) - torch.tensor([x1, y1, x1, y1])
+        expect = torch.stack(
+            [b[0].clamp(x1, x1 + w), b[1].clamp(y1, y1 + h), b[2].clamp(x1, x1 + w), b[3].clamp(y1, y1 + h)]
+        ) - torch.tensor([x1, y1, x1, y1])
         assert torch.allclose(out["gt"].boxes[j], expect)
         assert torch.equal(out["gt"].masks[j], src["gt"].masks[k, y1 : y1 + h, x1 : x1 + w])
 
 
 def test_random_crop_never_keeps_only_crowd_and_leaves_crowd_only_images():
     s = coord_sample(boxes=((10, 10, 20, 20),))
-    s["gt"] = Instances(boxes=s["gt"].boxes, labels=s["gt"].labels, masks=s["gt"].masks,
-                        iscrowd=torch.tensor([True]), ann_ids=s["gt"].ann_ids)
+    s["gt"] = Instances(
+        boxes=s["gt"].boxes,
+        labels=s["gt"].labels,
+        masks=s["gt"].masks,
+        iscrowd=torch.tensor([True]),
+        ann_ids=s["gt"].ann_ids,
+    )
     np.random.seed(0)
     out = T.RandomSampleCrop()(s)
     assert out["img"].shape == (60, 80, 3)

@@ -1,0 +1,101 @@
+"""forge-eval: tables, --json output, crowdhuman dispatch and exit code 2 on bad input."""
+
+import json
+import sys
+import types
+
+import pytest
+
+from forge.cli.eval import main
+from forge.evaluation.coco import COCO_SUMMARY_NAMES, evaluate_coco
+from forge.evaluation.lvis import LVIS_SUMMARY_NAMES
+from tests.forge.evaluation.random_cases import make_coco_case, make_lvis_case
+
+
+@pytest.fixture(scope="module")
+def coco_files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("coco")
+    case = make_coco_case(seed=11, num_images=40, num_classes=10)
+    paths = {k: d / f"{k}.json" for k in ("gt", "dt_bbox", "dt_segm")}
+    for k, p in paths.items():
+        p.write_text(json.dumps(case[k]))
+    return paths
+
+
+@pytest.mark.parametrize("iou", ["bbox", "segm"])
+def test_coco_table_and_json(coco_files, iou, tmp_path, capsys):
+    out = tmp_path / "m.json"
+    main(["coco", "--gt", str(coco_files["gt"]), "--dt", str(coco_files["dt_" + iou]), "--iou", iou,
+          "--json", str(out), "--classwise"])
+    text = capsys.readouterr().out
+    figures = json.loads(out.read_text())
+    expected = evaluate_coco(str(coco_files["gt"]), str(coco_files["dt_" + iou]), iou)
+    assert figures["stats"] == expected["stats"]
+    for name in COCO_SUMMARY_NAMES:
+        assert name in text  # the table shows every name that the json holds
+        assert figures[name] == expected[name]
+    assert f"{figures['mAP']:.3f}" in text
+    assert len(figures["per_class"]) == 10 and figures["per_class"][-1]["AP"] is None  # nan -> null
+
+
+def test_lvis(tmp_path, capsys):
+    case = make_lvis_case(seed=2, num_images=20, num_classes=10)
+    gt, dt = tmp_path / "gt.json", tmp_path / "dt.json"
+    gt.write_text(json.dumps(case["gt"]))
+    dt.write_text(json.dumps(case["dt_segm"]))
+    main(["lvis", "--gt", str(gt), "--dt", str(dt), "--iou", "segm", "--json", str(tmp_path / "o.json")])
+    figures = json.loads((tmp_path / "o.json").read_text())
+    assert list(figures) == [*LVIS_SUMMARY_NAMES, "stats"]
+    assert "APr" in capsys.readouterr().out
+
+
+def test_crowdhuman_dispatch(monkeypatch, tmp_path, capsys):
+    calls = {}
+
+    def evaluate_files(gt_path, dt_path, box_type="fbox", **options):
+        calls.update(gt=gt_path, dt=dt_path, box_type=box_type)
+        return {"AP": 0.9, "MR-2": 0.4, "JI": 0.8, "recall": 0.95}
+
+    fake = types.ModuleType("forge.evaluation.crowdhuman")
+    fake.evaluate_files = evaluate_files
+    fake.format_table = lambda r: "AP " + str(r["AP"])
+    monkeypatch.setitem(sys.modules, "forge.evaluation.crowdhuman", fake)
+    main(["crowdhuman", "--gt", "a.odgt", "--dt", "b.odgt", "--box-type", "vbox", "--json", str(tmp_path / "c.json")])
+    assert calls == {"gt": "a.odgt", "dt": "b.odgt", "box_type": "vbox"}
+    assert "AP 0.9" in capsys.readouterr().out
+    assert json.loads((tmp_path / "c.json").read_text())["MR-2"] == 0.4
+    main(["crowdhuman", "--gt", "a.odgt", "--dt", "b.odgt"])
+    assert calls["box_type"] == "fbox"
+
+    def broken(*a, **k):
+        raise ValueError("b.odgt:3: 'dtboxes' is not a list")
+
+    fake.evaluate_files = broken
+    with pytest.raises(SystemExit) as exc:
+        main(["crowdhuman", "--gt", "a.odgt", "--dt", "b.odgt"])
+    assert exc.value.code == 2
+    assert capsys.readouterr().err.strip() == "forge-eval: error: b.odgt:3: 'dtboxes' is not a list"
+
+
+def _exit_code(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    return exc.value.code, capsys.readouterr().err.strip()
+
+
+def test_bad_inputs_exit_2_with_one_line(coco_files, tmp_path, capsys):
+    gt, dt = str(coco_files["gt"]), str(coco_files["dt_bbox"])
+    code, err = _exit_code(["coco", "--gt", str(tmp_path / "nope.json"), "--dt", dt], capsys)
+    assert code == 2 and err == f"forge-eval: error: {tmp_path / 'nope.json'}: file not found"
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps([{"image_id": 1000, "category_id": -5, "bbox": [0, 0, 1, 1], "score": 0.1}]))
+    code, err = _exit_code(["coco", "--gt", gt, "--dt", str(bad)], capsys)
+    assert code == 2 and "bad.json: result #0" in err and "unknown category_id -5" in err and "\n" not in err
+    code, err = _exit_code(["coco", "--gt", gt, "--dt", dt, "--iou", "segm"], capsys)
+    assert code == 2 and "missing key 'segmentation'" in err
+    broken_gt = tmp_path / "gt.json"
+    broken_gt.write_text("{")
+    code, err = _exit_code(["coco", "--gt", str(broken_gt), "--dt", dt], capsys)
+    assert code == 2 and "gt.json: not valid JSON" in err
+    code, _ = _exit_code(["coco", "--gt", gt], capsys)  # argparse: missing --dt
+    assert code == 2
