@@ -33,6 +33,15 @@ install-dev: $(STAMP_DEV)
 demo: $(STAMP)
 	$(VENV)/bin/forge-train experiment=dynvit/digits_relu_ln
 
+# YOLACT on the synthetic shapes set, CPU, about 10 minutes: generate data, train, evaluate (COCO box/mask AP), draw
+demo-yolact: $(STAMP)
+	PATH=$(abspath $(VENV))/bin:$$PATH bash tools/demo_yolact.sh
+
+# MO-GAAL on the bundled breast-cancer outlier set (ROC-AUC, AP, precision@n), then Rglasso on the same data
+demo-anomaly: $(STAMP)
+	$(VENV)/bin/forge-train experiment=anomaly/mogaal_breast_cancer
+	$(VENV)/bin/forge-train experiment=anomaly/rglasso_breast_cancer
+
 test: $(STAMP_DEV)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 

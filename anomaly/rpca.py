@@ -42,8 +42,8 @@ def principal_component_pursuit(
     mu_max = mu * 1e7
     S = np.zeros_like(D)
     L = np.zeros_like(D)
-    it = 0
-    for it in range(1, max_iter + 1):
+    n_iter = 0
+    for n_iter in range(1, max_iter + 1):  # noqa: B007 - n_iter is returned
         U, sig, Vt = np.linalg.svd(D - S + Y / mu, full_matrices=False)
         sig = np.maximum(sig - 1.0 / mu, 0.0)
         r = int((sig > 0).sum())
@@ -54,7 +54,7 @@ def principal_component_pursuit(
         mu = min(mu * rho, mu_max)
         if np.linalg.norm(R) / norm_fro < tol:
             break
-    return L, S, it
+    return L, S, n_iter
 
 
 class RobustPCA:

@@ -45,7 +45,6 @@ from anomaly.rpca import RobustPCA, principal_component_pursuit  # noqa: E402
 from anomaly.synthetic import make_rglasso_problem  # noqa: E402
 from forge.evaluation.outlier import roc_auc  # noqa: E402
 
-
 # per-data-set stop_epochs (SO, MO) from the official repository's PARAMETERS.txt (facts, not code)
 PAPER_STOP_EPOCHS = {
     "annthyroid": (22, 22), "ionosphere": (100, 300), "pageblocks": (28, 40), "pendigits": (6, 9),
@@ -77,9 +76,10 @@ def _datasets(selection: str | None) -> list[tuple[str, np.ndarray, np.ndarray]]
     return out
 
 
-def _timed(fn):
+def _timed(fn, *args, **kwargs):
+    """``(fn(*args, **kwargs), seconds)``."""
     t = time.perf_counter()
-    r = fn()
+    r = fn(*args, **kwargs)
     return r, time.perf_counter() - t
 
 
@@ -111,7 +111,7 @@ def run_gaal(args) -> tuple[str, dict]:
         Xs = _minmax(X)
         res = {m: {"auc": [], "time": []} for m in methods}
 
-        def add(m, auc, t):
+        def add(m, auc, t, res=res):
             res[m]["auc"].append(auc)
             res[m]["time"].append(t)
 
@@ -119,25 +119,24 @@ def run_gaal(args) -> tuple[str, dict]:
         stops[name] = se
         for seed in range(args.seeds):
             for cls, m in ((SOGAAL, "SO-GAAL (ours)"), (MOGAAL, "MO-GAAL (ours)")):
-                model, t = _timed(lambda: cls(stop_epochs=se[m[:2]], random_state=seed, progress=False,
-                                              device="cpu").fit(Xs))
+                model, t = _timed(cls(stop_epochs=se[m[:2]], random_state=seed, progress=False, device="cpu").fit, Xs)
                 add(m, roc_auc(y, model.decision_scores_), t)
             for cls, m in ((SO_GAAL, "PyOD SO_GAAL"), (MO_GAAL, "PyOD MO_GAAL")):
                 torch.manual_seed(seed)
                 np.random.seed(seed)
                 with contextlib.redirect_stdout(io.StringIO()):  # PyOD prints one line per epoch
-                    model, t = _timed(lambda: cls(stop_epochs=se[m[5:7]]).fit(Xs))
+                    model, t = _timed(cls(stop_epochs=se[m[5:7]]).fit, Xs)
                 auc = roc_auc(y, model.decision_scores_)
                 add(m + " shipped", auc, t)
                 add(m + " 1-D", 1.0 - auc, t)
-            model, t = _timed(lambda: IForest(random_state=seed).fit(Xs))
+            model, t = _timed(IForest(random_state=seed).fit, Xs)
             add("IForest", roc_auc(y, model.decision_scores_), t)
             if seed == 0:  # deterministic methods: one fit
                 for cls, m in ((KNN, "kNN"), (LOF, "LOF")):
-                    model, t = _timed(lambda: cls().fit(Xs))
+                    model, t = _timed(cls().fit, Xs)
                     add(m, roc_auc(y, model.decision_scores_), t)
                 if len(Xs) <= args.max_n_ocsvm:
-                    model, t = _timed(lambda: OCSVM().fit(Xs))
+                    model, t = _timed(OCSVM().fit, Xs)
                     add("OCSVM", roc_auc(y, model.decision_scores_), t)
         raw[name] = {"shape": list(X.shape), "n_outliers": int(y.sum()), **res}
         print(f"[gaal] {name} {X.shape}: " + ", ".join(f"{m} {_ms(r['auc'])}" for m, r in res.items()), flush=True)
@@ -170,7 +169,7 @@ def run_rglasso(args) -> tuple[str, dict]:
     for p in ps:
         acc: dict = {}
 
-        def add(method, **kv):
+        def add(method, acc=acc, **kv):
             d = acc.setdefault(method, {})
             for k, v in kv.items():
                 d.setdefault(k, []).append(v)
@@ -179,7 +178,7 @@ def run_rglasso(args) -> tuple[str, dict]:
             prob = make_rglasso_problem(p=p, seed=seed)
             dg = 1.0 / np.sqrt(np.diag(prob.M))
             C = prob.M * np.outer(dg, dg)  # correlation scale: the same ρ for every method
-            model, t = _timed(lambda: RobustGraphicalLasso(rho=args.rho, lam=args.lam).fit(covariance=prob.M))
+            model, t = _timed(RobustGraphicalLasso(rho=args.rho, lam=args.lam).fit, covariance=prob.M)
             det = entry_detection_metrics(model.outliers_, prob.mask)
             add("Rglasso (ours)", f1=support_metrics(model.precision_sparse_, prob.precision)["f1"], auc=det["auc"],
                 ef1=det["f1"], dens=det["density_ratio"], ferr=relative_error(model.covariance_, prob.M_clean),
@@ -187,21 +186,20 @@ def run_rglasso(args) -> tuple[str, dict]:
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    (_, prec), t = _timed(lambda: graphical_lasso(C, alpha=args.rho, max_iter=200))
+                    (_, prec), t = _timed(graphical_lasso, C, alpha=args.rho, max_iter=200)
                 add("GraphicalLasso (corrupted M)", f1=support_metrics(prec, prob.precision)["f1"], time=t, fail=0)
             except (FloatingPointError, ValueError, np.linalg.LinAlgError) as e:
                 add("GraphicalLasso (corrupted M)", time=np.nan, fail=1, error=type(e).__name__ + ": " + str(e)[:80])
             dc = 1.0 / np.sqrt(np.diag(prob.M_clean))
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                (_, prec), t = _timed(lambda: graphical_lasso(prob.M_clean * np.outer(dc, dc), alpha=args.rho,
-                                                              max_iter=200))
+                (_, prec), t = _timed(graphical_lasso, prob.M_clean * np.outer(dc, dc), alpha=args.rho, max_iter=200)
             add("GraphicalLasso (clean M, oracle)", f1=support_metrics(prec, prob.precision)["f1"], time=t, fail=0)
-            mcd, t = _timed(lambda: MinCovDet(random_state=seed).fit(prob.X))
+            mcd, t = _timed(MinCovDet(random_state=seed).fit, prob.X)
             thr = np.abs(mcd.precision_) > 0.05 * np.abs(np.diag(mcd.precision_)).max()  # dense: threshold at 5 %
             add("MinCovDet (samples X)", f1=support_metrics(np.where(thr, mcd.precision_, 0), prob.precision)["f1"],
                 ferr=relative_error(mcd.covariance_, prob.M_clean), time=t, fail=0)
-            (L, S, _), t = _timed(lambda: principal_component_pursuit(C))
+            (L, S, _), t = _timed(principal_component_pursuit, C)
             S = S / np.outer(dg, dg)
             np.fill_diagonal(S, 0.0)
             det = entry_detection_metrics(S, prob.mask)
@@ -216,8 +214,9 @@ def run_rglasso(args) -> tuple[str, dict]:
                 rf1 = np.nan
             add("RPCA (PCP on M)", f1=rf1, auc=det["auc"], ef1=det["f1"], dens=det["density_ratio"],
                 ferr=relative_error(prob.M - S, prob.M_clean), time=t, fail=0)
-            add("naive: rank abs(corr(M))", auc=roc_auc(offdiag_upper(prob.mask).astype(int),
-                                                       np.abs(offdiag_upper(C))), time=0.0, fail=0)
+            add("no cleaning: M itself, rank abs(corr(M))", auc=roc_auc(offdiag_upper(prob.mask).astype(int),
+                                                       np.abs(offdiag_upper(C))),
+                ferr=relative_error(prob.M, prob.M_clean), time=0.0, fail=0)
         rows[p] = acc
         print(f"[rglasso] p={p}: " + ", ".join(f"{m} auc {_ms(d.get('auc', []))} f1 {_ms(d.get('f1', []))}"
                                                  for m, d in acc.items()), flush=True)
@@ -250,17 +249,17 @@ def run_real(args) -> tuple[str, dict]:
         X = X[:, X.std(0) > 0]
         Xs = (X - X.mean(0)) / X.std(0)
         r: dict = {}
-        m, t = _timed(lambda: RobustGraphicalLasso(rho=args.rho, lam=args.lam).fit(Xs))
+        m, t = _timed(RobustGraphicalLasso(rho=args.rho, lam=args.lam).fit, Xs)
         r["Rglasso (ours)"] = (roc_auc(y, m.decision_scores_), t)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            m, t = _timed(lambda: MinCovDet(random_state=0).fit(Xs))
+            m, t = _timed(MinCovDet(random_state=0).fit, Xs)
             r["MinCovDet"] = (roc_auc(y, m.mahalanobis(Xs)), t)
-            m, t = _timed(lambda: EllipticEnvelope(random_state=0, contamination=0.1).fit(Xs))
+            m, t = _timed(EllipticEnvelope(random_state=0, contamination=0.1).fit, Xs)
             r["EllipticEnvelope"] = (roc_auc(y, -m.decision_function(Xs)), t)
-        m, t = _timed(lambda: RobustPCA().fit(Xs))
+        m, t = _timed(RobustPCA().fit, Xs)
         r["RPCA (PCP)"] = (roc_auc(y, m.decision_scores_), t)
-        m, t = _timed(lambda: EmpiricalCovariance().fit(Xs))
+        m, t = _timed(EmpiricalCovariance().fit, Xs)
         r["Empirical cov."] = (roc_auc(y, m.mahalanobis(Xs)), t)
         raw[name] = {"shape": list(X.shape), **{k: {"auc": v[0], "time": v[1]} for k, v in r.items()}}
         print(f"[real] {name} {X.shape}: " + ", ".join(f"{k} {v[0]:.3f} ({v[1]:.2f}s)" for k, v in r.items()),
@@ -299,7 +298,8 @@ def main(argv: list[str] | None = None) -> None:
                f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, python {platform.python_version()}, "
                f"{date.today().isoformat()}")
     parts = ["gaal", "rglasso", "real"] if args.part == "all" else [args.part]
-    md, raw = [f"Machine: {machine}", f"Command: python benchmarks/anomaly_table.py {' '.join(argv or sys.argv[1:])}"], {}
+    cmd = "python benchmarks/anomaly_table.py " + " ".join(argv or sys.argv[1:])
+    md, raw = [f"Machine: {machine}", f"Command: {cmd}"], {}
     for part in parts:
         t0 = time.perf_counter()
         table, data = {"gaal": run_gaal, "rglasso": run_rglasso, "real": run_real}[part](args)

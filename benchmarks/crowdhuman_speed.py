@@ -55,7 +55,9 @@ def _person_boxes(rng, n, W, H):
     w = h * rng.uniform(0.3, 0.5, size=n)
     cx = c[:, 0] + rng.normal(0, 0.12 * W, size=n)
     cy = c[:, 1] + rng.normal(0, 0.08 * H, size=n)
-    f = np.stack([np.round(cx - w / 2), np.round(cy - h / 2), np.maximum(np.round(w), 2), np.maximum(np.round(h), 2)], 1)
+    f = np.stack(
+        [np.round(cx - w / 2), np.round(cy - h / 2), np.maximum(np.round(w), 2), np.maximum(np.round(h), 2)], 1
+    )
     # visible part: a sub-box of the full box (occlusion from the side and from below)
     l_cut = rng.uniform(0, 0.35, size=n) * (rng.random(n) < 0.5)
     r_cut = rng.uniform(0, 0.35, size=n) * (rng.random(n) < 0.5)
@@ -353,7 +355,9 @@ def main(argv=None) -> None:
         paths = write_case(args.write_case or tmp, gt_lines, dt_lines)
         n_gt = sum(len(r["gtboxes"]) for r in gt_lines)
         n_dt = sum(len(r["dtboxes"]) for r in next(iter(dt_lines.values())))
-        print(f"case: {args.images} images, {n_gt} GT boxes, {n_dt} detections per box type (generated in {gen_s:.1f} s)")
+        print(
+            f"case: {args.images} images, {n_gt} GT boxes, {n_dt} detections per box type (generated in {gen_s:.1f} s)"
+        )
         refs = {}
         rows = []
         for key in [k for k in args.box_types if k in dt_lines]:
@@ -379,10 +383,14 @@ def main(argv=None) -> None:
             print(f"wrote {args.reference_out}")
     if not rows:
         return
-    print(f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '-')}, python {platform.python_version()}")
-    print("| box | ours (s) | CrowdDet APMR (s) | CrowdDet JI (s) | CrowdDet total (s) | speed-up | AP / MR-2 / JI ours "
-          "| AP / MR-2 / JI CrowdDet |")
+    print(
+        f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '-')}, python {platform.python_version()}"
+    )
+    print(
+        "| box | ours (s) | CrowdDet APMR (s) | CrowdDet JI (s) | CrowdDet total (s) | speed-up | AP / MR-2 / JI ours "
+        "| AP / MR-2 / JI CrowdDet |"
+    )
     print("|---|---:|---:|---:|---:|---:|---|---|")
     for r in rows:
         o = r["ours"]
@@ -390,8 +398,11 @@ def main(argv=None) -> None:
         if "crowddet" in r:
             c = r["crowddet"]
             tot = r["crowddet_apmr_s"] + r["crowddet_ji_s"]
-            print(f"| {r['box_type']} | {r['ours_s']:.2f} | {r['crowddet_apmr_s']:.1f} | {r['crowddet_ji_s']:.1f} | "
-                  f"{tot:.1f} | {tot / r['ours_s']:.0f}x | {ours_nums} | {c['AP']:.4f} / {c['MR-2']:.4f} / {c['JI']:.4f} |")
+            print(
+                f"| {r['box_type']} | {r['ours_s']:.2f} | {r['crowddet_apmr_s']:.1f} | {r['crowddet_ji_s']:.1f} | "
+                f"{tot:.1f} | {tot / r['ours_s']:.0f}x | {ours_nums} | "
+                f"{c['AP']:.4f} / {c['MR-2']:.4f} / {c['JI']:.4f} |"
+            )
         else:
             print(f"| {r['box_type']} | {r['ours_s']:.2f} | - | - | - | - | {ours_nums} | - |")
 

@@ -76,7 +76,17 @@ def run_one(variant: str, seed: int, args, work_dir: str) -> dict:
     epochs = sorted(acc)
     if epochs != list(range(1, args.epochs + 1)):
         raise RuntimeError(f"{variant} seed {seed}: validated at epochs {epochs}, expected 1..{args.epochs}")
-    return dict(acc=[acc[e] for e in epochs], loss=loss, wall=wall)
+    schedule = _schedule_summary(os.path.join(work_dir, "config.yaml"))
+    return dict(acc=[acc[e] for e in epochs], loss=loss, wall=wall, schedule=schedule)
+
+
+def _schedule_summary(config_path: str) -> str:
+    """What the run trained with (the saved config), so that every run of a table is seen to share it."""
+    from omegaconf import OmegaConf
+
+    s = OmegaConf.load(config_path).schedule
+    return (f"{s.optimizer._target_.rsplit('.', 1)[-1]} lr {s.lr:g}, batch {s.batch_size}, weight decay "
+            f"{s.optimizer.weight_decay:g}, {len(s.schedulers)} schedulers (warm-up, cosine)")
 
 
 def _mean_std(values: list[float]) -> str:
@@ -149,7 +159,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--img-size", type=int, default=32, help="folder dataset: input side (patch 4)")
     parser.add_argument("--variants", nargs="+", default=list(EXPERIMENTS), choices=list(EXPERIMENTS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--epochs", type=int, default=30, help="budget per run (the digits schedule: 30)")
+    parser.add_argument("--epochs", type=int, default=30,
+                        help="budget per run (the digits schedule's own is 50; 30 keeps 9 runs near 15 min on 2 cores)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--num-workers", type=int, default=1)
     parser.add_argument("--threshold", type=float, default=90.0, help="accuracy for the 'epochs to' column")
@@ -157,29 +168,51 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--png", default=os.path.join(ROOT, "docs", "img", "dynvit_convergence.png"))
     parser.add_argument("--md", default=os.path.join(ROOT, "docs", "benchmarks_dynvit.md"))
     parser.add_argument("--doc", default=os.path.join(ROOT, "docs", "dynvit.md"))
+    parser.add_argument("--from-results", action="store_true",
+                        help="do not train: re-render the table and plot from the runs already under --work-root")
     args = parser.parse_args(argv)
     if args.dataset == "folder" and (not args.root or not args.num_classes):
         parser.error("--dataset folder needs --root and --num-classes")
 
     results: dict[str, list[dict]] = {v: [] for v in args.variants}
+    results_path = os.path.join(args.work_root, f"results_{args.dataset}.json")
     t_start = time.time()
-    for seed in args.seeds:
-        for variant in args.variants:
-            work_dir = os.path.join(args.work_root, args.dataset, variant, f"seed{seed}")
-            run = run_one(variant, seed, args, work_dir)
-            results[variant].append(run)
-            print(f"{variant:8s} seed {seed}: final {run['acc'][-1]:.1f}  best {max(run['acc']):.1f}  "
-                  f"({run['wall']:.0f} s)", flush=True)
-    total = time.time() - t_start
+    if args.from_results:
+        with open(results_path) as f:
+            saved = json.load(f)
+        runs = saved.get("runs", saved)
+        results = {v: runs[v] for v in args.variants}
+        for variant, seed_runs in results.items():
+            for seed, run in zip(args.seeds, seed_runs, strict=True):
+                if "schedule" not in run:
+                    config = os.path.join(args.work_root, args.dataset, variant, f"seed{seed}", "config.yaml")
+                    run["schedule"] = _schedule_summary(config)
+        total = saved.get("total_s", sum(r["wall"] for seed_runs in results.values() for r in seed_runs))
+    else:
+        for seed in args.seeds:
+            for variant in args.variants:
+                work_dir = os.path.join(args.work_root, args.dataset, variant, f"seed{seed}")
+                run = run_one(variant, seed, args, work_dir)
+                results[variant].append(run)
+                print(f"{variant:8s} seed {seed}: final {run['acc'][-1]:.1f}  best {max(run['acc']):.1f}  "
+                      f"({run['wall']:.0f} s)", flush=True)
+        total = time.time() - t_start
+        os.makedirs(args.work_root, exist_ok=True)
+        with open(results_path, "w") as f:
+            json.dump(dict(runs=results, total_s=total), f)
 
+    schedules = {r["schedule"] for runs in results.values() for r in runs}
+    if len(schedules) != 1:
+        raise RuntimeError(f"the runs did not share one schedule (was a config edited meanwhile?): {schedules}")
     name = "digits" if args.dataset == "digits" else f"folder {args.root}"
     table = make_table(results, args.epochs, args.threshold)
     machine = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} logical cores (shared), "
                f"{args.threads} thread(s) per run, python {platform.python_version()}")
     png_rel = os.path.relpath(args.png, os.path.dirname(os.path.abspath(args.md)))
-    cmd = "python benchmarks/dynvit_convergence.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    given = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--from-results"]
+    cmd = "python benchmarks/dynvit_convergence.py " + " ".join(given)
     body = "\n".join([
-        f"Dataset: {name}. Budget: {args.epochs} epochs per run (the digits schedule: AdamW, warm-up + cosine), "
+        f"Dataset: {name}. Budget: {args.epochs} epochs per run ({schedules.pop()}), "
         f"validation after every epoch; seeds {', '.join(map(str, args.seeds))}; mean ± std over seeds "
         f"(val top-1, %). Total wall time {total / 60:.1f} min on {machine}.",
         "",
@@ -201,8 +234,6 @@ def main(argv: list[str] | None = None) -> None:
             with open(args.doc, "w") as f:
                 f.write(head + BEGIN + "\n" + body.replace(png_rel, os.path.relpath(
                     args.png, os.path.dirname(os.path.abspath(args.doc)))) + "\n" + END + tail)
-    with open(os.path.join(args.work_root, f"results_{args.dataset}.json"), "w") as f:
-        json.dump(results, f)
     print(f"\nwrote {args.png}, {args.md}" + (f", {args.doc}" if os.path.isfile(args.doc) else ""))
 
 

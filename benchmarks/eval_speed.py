@@ -78,8 +78,22 @@ def coco_section(workdir: str, paths: dict, iou_types: list[str], repeat: int) -
             _timed([sys.executable, "-c", PYCOCOTOOLS_SCRIPT, paths["gt"], dt, iou, ref_out]) for _ in range(repeat)
         )
         t_ours = min(
-            _timed([sys.executable, "-m", "forge.cli.eval", "coco", "--gt", paths["gt"], "--dt", dt, "--iou", iou,
-                    "--json", our_out])
+            _timed(
+                [
+                    sys.executable,
+                    "-m",
+                    "forge.cli.eval",
+                    "coco",
+                    "--gt",
+                    paths["gt"],
+                    "--dt",
+                    dt,
+                    "--iou",
+                    iou,
+                    "--json",
+                    our_out,
+                ]
+            )
             for _ in range(repeat)
         )
         with open(ref_out) as f:
@@ -126,8 +140,12 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=5000, help="images in the random case (COCO val: 5000)")
     parser.add_argument("--classes", type=int, default=80)
-    parser.add_argument("--extra-dets", type=int, default=40,
-                        help="low-score detections added per image (model long tail; ~50 detections/image total)")
+    parser.add_argument(
+        "--extra-dets",
+        type=int,
+        default=40,
+        help="low-score detections added per image (model long tail; ~50 detections/image total)",
+    )
     parser.add_argument("--iou", nargs="+", default=["bbox", "segm"], choices=["bbox", "segm"])
     parser.add_argument("--repeat", type=int, default=1, help="best of N runs")
     parser.add_argument("--seed", type=int, default=0)

@@ -55,7 +55,8 @@ def _instantiate(cfg: DictConfig, key: str) -> Any:
 
     node = cfg.get(key)
     if node is None or not isinstance(node, DictConfig) or "_target_" not in node:
-        raise ValueError(f"engine=fit needs `{key}._target_` in the config (got {OmegaConf.to_yaml(node) if node else None})")
+        shown = OmegaConf.to_yaml(node).strip() if isinstance(node, DictConfig) else node
+        raise ValueError(f"engine=fit needs `{key}._target_` in the config (got {shown!r})")
     try:
         return instantiate(node)
     except Exception as e:
@@ -149,7 +150,7 @@ def run_fit(cfg: DictConfig, work_dir: str) -> dict:
             metrics.update(outlier_metrics(y, scores))
             metrics["n_outliers"] = int(y.sum())
         metrics.update(fit_time_s=fit_time, score_time_s=score_time, n_samples=int(X.shape[0]),
-                       n_features=int(X.shape[1]), seed=seed)
+                       n_features=int(X.shape[1]))
         metrics = {k: _json_value(v) for k, v in metrics.items()}
 
         history = [dict(h) for h in (getattr(model, "history_", None) or []) if isinstance(h, dict)]

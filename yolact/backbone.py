@@ -1,4 +1,4 @@
-"""Backbones: ResNet-50/101 (torchvision layout, optional deformable ``conv2``) and DarkNet-53.
+"""Backbones: ResNet-18/34/50/101 (torchvision layout, optional deformable ``conv2``) and DarkNet-53.
 
 Both return the feature maps named by ``out_indices`` (0 = stride 4 ... 3 = stride 32 for ResNet; DarkNet has five
 stages, 0 = stride 2 ... 4 = stride 32). YOLACT uses C3-C5: ``out_indices=(1, 2, 3)`` for ResNet and ``(2, 3, 4)``
@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from .dcn import ModulatedDeformConv2d
 
-RESNET_DEPTHS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
+RESNET_DEPTHS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
 
 
 def dcn_blocks(num_blocks: int, dcn_layers: int, dcn_interval: int) -> list[bool]:
@@ -63,6 +63,35 @@ class Bottleneck(nn.Module):
         return self.relu(out + identity)
 
 
+class BasicBlock(nn.Module):
+    """ResNet-18/34 basic block (two 3x3 convs, stride on the first), torchvision parameter names.
+
+    Not in the paper (which uses ResNet-50/101 and DarkNet-53); used for the CPU-sized ``yolact/shapes`` run.
+    ``(B, inplanes, H, W) -> (B, planes, H / stride, W / stride)``.
+    """
+
+    expansion = 1
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None,
+                 use_dcn: bool = False) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        if use_dcn:
+            self.conv2 = ModulatedDeformConv2d(planes, planes, 3, stride=1, padding=1, bias=True)
+        else:
+            self.conv2 = nn.Conv2d(planes, planes, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+
+    def forward(self, x: Tensor) -> Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + identity)
+
+
 def _freeze_bn(module: nn.Module) -> None:
     for m in module.modules():
         if isinstance(m, nn.BatchNorm2d):
@@ -75,14 +104,15 @@ class ResNetBackbone(nn.Module):
     """ResNet with torchvision parameter names (``conv1``, ``bn1``, ``layer1``-``layer4``), no ``fc``.
 
     Args:
-        depth: 50 or 101.
+        depth: 18, 34 (basic blocks) or 50, 101 (bottlenecks).
         out_indices: stages returned (0 = ``layer1``, stride 4 ... 3 = ``layer4``, stride 32).
         dcn_layers: per stage, how many trailing blocks may use a deformable ``conv2`` (see :func:`dcn_blocks`).
         dcn_interval: of those, every ``dcn_interval``-th block does.
         freeze_bn: keep BatchNorm in eval mode with frozen affine parameters (for small batches).
 
     Shapes:
-        ``(B, 3, H, W)`` -> list of ``(B, 256 * 2**i, H / 2**(i+2), W / 2**(i+2))`` for ``i`` in ``out_indices``.
+        ``(B, 3, H, W)`` -> list of ``(B, e * 64 * 2**i, H / 2**(i+2), W / 2**(i+2))`` for ``i`` in ``out_indices``
+        (``e = 4`` for bottlenecks, 1 for basic blocks).
     """
 
     def __init__(self, depth: int = 101, out_indices: Sequence[int] = (1, 2, 3),
@@ -91,6 +121,7 @@ class ResNetBackbone(nn.Module):
         if depth not in RESNET_DEPTHS:
             raise ValueError(f"ResNetBackbone: depth must be one of {sorted(RESNET_DEPTHS)}, got {depth}")
         blocks = RESNET_DEPTHS[depth]
+        block = BasicBlock if depth < 50 else Bottleneck
         self.depth, self.out_indices, self.freeze_bn = depth, tuple(out_indices), freeze_bn
         self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
@@ -100,19 +131,21 @@ class ResNetBackbone(nn.Module):
         self.channels: list[int] = []
         for i, (n, planes) in enumerate(zip(blocks, (64, 128, 256, 512))):
             stride = 1 if i == 0 else 2
-            downsample = nn.Sequential(nn.Conv2d(inplanes, planes * 4, 1, stride=stride, bias=False),
-                                       nn.BatchNorm2d(planes * 4))
+            out = planes * block.expansion
+            downsample = None
+            if stride != 1 or inplanes != out:
+                downsample = nn.Sequential(nn.Conv2d(inplanes, out, 1, stride=stride, bias=False), nn.BatchNorm2d(out))
             flags = dcn_blocks(n, dcn_layers[i], dcn_interval)
-            layer = [Bottleneck(inplanes, planes, stride, downsample, flags[0])]
-            inplanes = planes * 4
-            layer += [Bottleneck(inplanes, planes, use_dcn=flags[j]) for j in range(1, n)]
+            layer = [block(inplanes, planes, stride, downsample, flags[0])]
+            inplanes = out
+            layer += [block(inplanes, planes, use_dcn=flags[j]) for j in range(1, n)]
             self.add_module(f"layer{i + 1}", nn.Sequential(*layer))
             self.channels.append(inplanes)
         self.out_channels = [self.channels[i] for i in self.out_indices]
         if freeze_bn:
             _freeze_bn(self)
 
-    def train(self, mode: bool = True) -> "ResNetBackbone":
+    def train(self, mode: bool = True) -> ResNetBackbone:
         super().train(mode)
         if self.freeze_bn:
             _freeze_bn(self)
@@ -128,21 +161,16 @@ class ResNetBackbone(nn.Module):
         return outs
 
     def load_imagenet(self, path: str) -> list[str]:
-        """Load a torchvision-layout ImageNet checkpoint (``resnet50-19c8e357.pth``, ``resnet101_reducedfc.pth``).
+        """Load a torchvision-layout ImageNet checkpoint (``resnet50-19c8e357.pth``, ``resnet101_reducedfc.pth``,
+        ``resnet18-f37072fd.pth``).
 
         ``fc.*`` is ignored; deformable offset branches and DCN biases are new and keep their init. Any other
         missing key is an error. Returns the list of keys that were not in the file.
         """
         state = _read_state_dict(path)
         state = {k: v for k, v in state.items() if not k.startswith("fc.")}
-        result = self.load_state_dict(state, strict=False)
-        allowed = [k for k in result.missing_keys if ".offset_mask." in k or k.endswith("conv2.bias")
-                   or k.endswith("num_batches_tracked")]
-        bad = sorted(set(result.missing_keys) - set(allowed))
-        if bad or result.unexpected_keys:
-            raise KeyError(f"{path}: not a torchvision ResNet-{self.depth} checkpoint; missing {bad[:5]}..., "
-                           f"unexpected {result.unexpected_keys[:5]}...")
-        return list(result.missing_keys)
+        return _load_checked(self, state, path, f"torchvision ResNet-{self.depth}",
+                             lambda k: ".offset_mask." in k or k.endswith("conv2.bias"))
 
 
 class ConvBNLeaky(nn.Module):
@@ -189,14 +217,15 @@ class DarkNetBackbone(nn.Module):
         self.channels = []
         cin = 32
         for n, c in zip(blocks, (32, 64, 128, 256, 512)):
-            self.stages.append(nn.Sequential(ConvBNLeaky(cin, 2 * c, 3, stride=2), *[DarkNetBlock(c) for _ in range(n)]))
+            down = ConvBNLeaky(cin, 2 * c, 3, stride=2)
+            self.stages.append(nn.Sequential(down, *[DarkNetBlock(c) for _ in range(n)]))
             cin = 2 * c
             self.channels.append(cin)
         self.out_channels = [self.channels[i] for i in self.out_indices]
         if freeze_bn:
             _freeze_bn(self)
 
-    def train(self, mode: bool = True) -> "DarkNetBackbone":
+    def train(self, mode: bool = True) -> DarkNetBackbone:
         super().train(mode)
         if self.freeze_bn:
             _freeze_bn(self)
@@ -215,15 +244,25 @@ class DarkNetBackbone(nn.Module):
         """Load the official ``darknet53.pth`` (its layout: ``_preconv.*``, ``layers.i.*``) or one of ours."""
         from .convert import map_darknet_key
 
-        state = _read_state_dict(path)
+        state = {k: v for k, v in _read_state_dict(path).items() if not k.startswith(("fc.", "classifier."))}
         if any(k.startswith("_preconv") for k in state):
             state = {map_darknet_key(k): v for k, v in state.items()}
-        result = self.load_state_dict(state, strict=False)
-        bad = [k for k in result.missing_keys if not k.endswith("num_batches_tracked")]
-        if bad or result.unexpected_keys:
-            raise KeyError(f"{path}: not a DarkNet-53 checkpoint; missing {bad[:5]}..., "
-                           f"unexpected {result.unexpected_keys[:5]}...")
-        return list(result.missing_keys)
+        return _load_checked(self, state, path, "DarkNet-53", lambda k: False)
+
+
+def _load_checked(module: nn.Module, state: dict[str, Tensor], path: str, what: str, may_miss) -> list[str]:
+    """Load ``state`` into ``module`` non-strictly but refuse anything except keys ``may_miss`` accepts (plus
+    ``num_batches_tracked``) being absent; returns the absent keys."""
+    own = module.state_dict()
+    missing = [k for k in own if k not in state]
+    bad = [k for k in missing if not (may_miss(k) or k.endswith("num_batches_tracked"))]
+    unexpected = [k for k in state if k not in own]
+    shapes = [k for k in state if k in own and state[k].shape != own[k].shape]
+    if bad or unexpected or shapes:
+        raise KeyError(f"{path}: not a {what} checkpoint: missing {bad[:4]}, unexpected {unexpected[:4]}, "
+                       f"wrong shapes {shapes[:4]}")
+    module.load_state_dict(state, strict=False)
+    return missing
 
 
 def _read_state_dict(path: str) -> dict[str, Tensor]:
@@ -237,11 +276,12 @@ def _read_state_dict(path: str) -> dict[str, Tensor]:
 
 def build_backbone(name: str, dcn_layers: Sequence[int] = (0, 0, 0, 0), dcn_interval: int = 1,
                    freeze_bn: bool = False) -> nn.Module:
-    """``'resnet50' | 'resnet101' | 'darknet53'`` -> backbone returning C3, C4, C5."""
-    if name in ("resnet50", "resnet101"):
+    """``'resnet18' | 'resnet34' | 'resnet50' | 'resnet101' | 'darknet53'`` -> backbone returning C3, C4, C5."""
+    if name in ("resnet18", "resnet34", "resnet50", "resnet101"):
         return ResNetBackbone(int(name[6:]), (1, 2, 3), dcn_layers, dcn_interval, freeze_bn)
     if name == "darknet53":
         if any(dcn_layers):
             raise ValueError("build_backbone: deformable convolutions are only supported in ResNet backbones")
         return DarkNetBackbone(out_indices=(2, 3, 4), freeze_bn=freeze_bn)
-    raise ValueError(f"build_backbone: unknown backbone {name!r}; expected resnet50, resnet101 or darknet53")
+    raise ValueError(f"build_backbone: unknown backbone {name!r}; expected resnet18, resnet34, resnet50, resnet101 "
+                     "or darknet53")

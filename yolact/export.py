@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 
 import numpy as np
 import torch
@@ -78,8 +79,10 @@ def export_onnx(model: nn.Module, path: str, size: tuple[int, int] = (550, 550),
     device = next(model.parameters()).device
     x = torch.zeros((batch, 3, *size), device=device)
     dynamic_axes = {"images": {0: "batch"}, **{n: {0: "batch"} for n in OUTPUT_NAMES[:4]}} if dynamic_batch else None
-    torch.onnx.export(wrapper, (x,), path, input_names=["images"], output_names=OUTPUT_NAMES,
-                      opset_version=opset, dynamic_axes=dynamic_axes, dynamo=False)
+    with warnings.catch_warnings():  # anchors and deform-conv arguments are constants of the traced graph
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        torch.onnx.export(wrapper, (x,), path, input_names=["images"], output_names=OUTPUT_NAMES,
+                          opset_version=opset, dynamic_axes=dynamic_axes, dynamo=False)
 
 
 def check_onnx(model: nn.Module, path: str, images: Tensor, atol: float = 1e-4) -> dict[str, float]:

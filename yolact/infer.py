@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True, help="our checkpoint or an official *_54_800000.pth")
     p.add_argument("--out", required=True, help="PNG file (one image) or output directory")
     p.add_argument("--model", choices=sorted(OFFICIAL_MODELS), help="architecture (default: from the checkpoint)")
+    p.add_argument("--config", help="a training run's config.yaml (default: the one next to the checkpoint, if any)")
     p.add_argument("--json", dest="json_path", help="write COCO-style results to this file")
     p.add_argument("--score-thr", type=float, default=0.3, help="drawing threshold (JSON keeps everything)")
     p.add_argument("--nms", choices=NMS_KINDS, default="fast")
@@ -70,12 +71,24 @@ def coco_records(pred, image_id: int, num_classes: int) -> list[dict]:
     return recs
 
 
+def _load(args: argparse.Namespace):
+    """Our training run (config.yaml next to the checkpoint or ``--config``) or any checkpoint recognised by keys."""
+    config = args.config or os.path.join(os.path.dirname(os.path.abspath(args.checkpoint)), "config.yaml")
+    if args.model is None and os.path.isfile(config):
+        from forge.inference import load_model as load_run
+
+        net, _ = load_run(args.checkpoint, config)
+        net.test_cfg["nms"] = args.nms
+        return net, f"{net.backbone_name} ({config})"
+    return load_model(args.checkpoint, args.model, nms=args.nms)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     missing = [p for p in args.images if not os.path.isfile(p)]
     if missing:
         raise FileNotFoundError(f"forge-infer yolact: image(s) not found: {', '.join(missing)}")
-    net, name = load_model(args.checkpoint, args.model, nms=args.nms)
+    net, name = _load(args)
     net = net.to(args.device)
     max_size = args.max_size or net.max_size
     single_png = len(args.images) == 1 and args.out.lower().endswith(".png")

@@ -2,14 +2,16 @@
 "YOLACT++: Better Real-time Instance Segmentation", TPAMI 2020).
 
 Input expected by :meth:`Yolact.forward`: a float tensor ``(B, 3, H, W)`` in **RGB** order, already normalised as
-the original: ResNet backbones ``(x - PIXEL_MEAN) / PIXEL_STD`` on 0-255 values with ``PIXEL_MEAN`` / ``PIXEL_STD`` of ``yolact.preprocess`` (the
-original's BGR ``MEANS``/``STD`` reordered to RGB); DarkNet-53 ``x / 255``. The original resizes every image to
+the original: ResNet backbones ``(x - PIXEL_MEAN) / PIXEL_STD`` on 0-255 values (``yolact.preprocess``:
+mean ``(123.68, 116.78, 103.94)``, std ``(58.40, 57.12, 57.38)``, the original's BGR ``MEANS``/``STD`` reordered to
+RGB); DarkNet-53 ``x / 255``. The original resizes every image to
 ``max_size x max_size`` without keeping the aspect ratio; other resizings work (grids follow the input size) but
 anchor sizes stay relative to ``max_size``. :func:`yolact.preprocess.preprocess_image` does all of this.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 
 import torch
@@ -26,9 +28,8 @@ from .head import PredictionHead, SemanticHead
 from .loss import YolactLoss
 from .maskiou import MaskIoUNet
 from .postprocess import NMS_KINDS, detect_single, to_original
-from .protonet import ProtoNet
-
 from .preprocess import PIXEL_MEAN, PIXEL_STD  # noqa: F401  (re-exported: the expected input normalisation)
+from .protonet import ProtoNet
 
 
 class Yolact(BaseModel):
@@ -108,6 +109,9 @@ class Yolact(BaseModel):
         self.head = PredictionHead(fpn_channels, self.num_anchors, num_classes, num_prototypes)
         self.semantic_head = SemanticHead(fpn_channels, num_classes) if semantic_head else None
         self.maskiou_net = MaskIoUNet(num_classes) if use_maskiou else None
+        if loss is not None and "input_size" not in inspect.signature(loss.forward).parameters:
+            raise TypeError(f"Yolact: loss must be a YolactLoss-like module (configs/loss/yolact.yaml), got "
+                            f"{type(loss).__name__}")
         self.loss_module = loss if loss is not None else YolactLoss()
         self.test_cfg = dict(conf_thresh=conf_thresh, nms=nms, iou_threshold=nms_iou, top_k=nms_top_k,
                              max_det=max_det)

@@ -33,7 +33,7 @@ def preprocess_image(image: np.ndarray, max_size: int = 550, backbone: str = "re
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"preprocess_image: {file_name or 'image'} must be (H, W, 3) RGB, got {image.shape}")
     h, w = image.shape[:2]
-    x = torch.from_numpy(np.ascontiguousarray(image)).to(device).permute(2, 0, 1)[None].float()
+    x = torch.from_numpy(np.array(image, dtype=np.uint8, copy=True)).to(device).permute(2, 0, 1)[None].float()
     x = F.interpolate(x, (max_size, max_size), mode="bilinear", align_corners=False)
     meta = ImageMeta(image_id=image_id, file_name=file_name, ori_shape=(h, w), img_shape=(max_size, max_size),
                      pad_shape=(max_size, max_size), scale_factor=(max_size / w, max_size / h))

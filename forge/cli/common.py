@@ -5,7 +5,11 @@ from __future__ import annotations
 import os
 import sys
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
+
+# `${forge.first:a,b}`: a unless it is null/empty, else b — lets Hydra's run folder follow `work_dir=` when given
+if not OmegaConf.has_resolver("forge.first"):
+    OmegaConf.register_new_resolver("forge.first", lambda a, b: b if a in (None, "", "None", "null") else a)
 
 # configs/ at the repository root (the project is installed in editable mode); FORGE_CONFIG_DIR overrides it
 CONFIG_DIR = os.environ.get(

@@ -105,7 +105,7 @@ class CocoAnnotations:
         self._validate()
 
     @classmethod
-    def load(cls, source: str | os.PathLike | Mapping, degenerate: str = "error") -> "CocoAnnotations":
+    def load(cls, source: str | os.PathLike | Mapping, degenerate: str = "error") -> CocoAnnotations:
         """Read ``source`` (a json path or a dict; a dict is shallow-copied, its annotations edited in place)."""
         data, name = _load_json(source)
         return cls(data, name, degenerate=degenerate)
@@ -172,8 +172,10 @@ class CocoAnnotations:
         if isinstance(segm, list):
             for j, poly in enumerate(segm):
                 # fast path (type check per value, finiteness of the sum) before the precise error
-                if not isinstance(poly, list) or not all(type(v) in _NUM_TYPES for v in poly) or not math.isfinite(
-                    sum(poly)
+                if (
+                    not isinstance(poly, list)
+                    or not all(type(v) in _NUM_TYPES for v in poly)
+                    or not math.isfinite(sum(poly))
                 ):
                     raise self._err(f"annotation id {aid}: segmentation polygon {j} is not a list of finite numbers")
                 if len(poly) % 2:

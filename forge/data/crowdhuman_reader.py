@@ -285,7 +285,6 @@ def read_gt_odgt(path: str | os.PathLike) -> list[GTRecord]:
     path = os.fspath(path)
     records: list[GTRecord] = []
     seen: dict[str, int] = {}
-    nan_row = [math.nan] * 4
     for lineno, obj in _iter_json_lines(path):
         rid = _get_id(obj, path, lineno)
         if rid in seen:
@@ -322,7 +321,9 @@ def read_gt_odgt(path: str | os.PathLike) -> list[GTRecord]:
 # detections
 
 
-def _boxes_scores(items: list, path: str, line: int, list_key: str, box_key: str) -> tuple[np.ndarray, np.ndarray]:
+def _boxes_scores(
+    items: list, path: str, line: int, list_key: str, box_key: str, labels: list[str] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     if not items:
         return np.zeros((0, 4), dtype=np.float64), np.zeros(0, dtype=np.float64)
     try:  # fast path: well-formed input
@@ -340,7 +341,7 @@ def _boxes_scores(items: list, path: str, line: int, list_key: str, box_key: str
         return boxes, scores.astype(np.float64)
     # slow path: find the first offending entry and name it
     for i, d in enumerate(items):
-        key = f"{list_key}[{i}]"
+        key = f"{list_key}[{i}]" if labels is None else labels[i]
         if not isinstance(d, Mapping):
             raise _err(path, line, f"key {key!r} must be an object, got {type(d).__name__}")
         for k in (box_key, "score"):
@@ -392,8 +393,9 @@ def read_dt_odgt(path: str | os.PathLike, box_key: str = "box") -> list[DTRecord
 def read_id_map(path: str | os.PathLike) -> dict:
     """Load an ``image_id -> ID`` mapping from json.
 
-    Accepted: a json object ``{"<image_id>": "<ID>", ...}`` or a COCO-style annotation file whose ``images`` carry
-    ``id`` and ``file_name`` (the ``ID`` is the file name without folder and extension).
+    Accepted: a json object ``{"<image_id>": "<ID>", ...}``, or a COCO-style annotation file whose ``images`` carry
+    ``id`` and ``file_name`` (the ``ID`` is the file name without folder and extension); the values are then dicts
+    ``{"ID", "width", "height"}`` so that the detections learn the image size (needed for clipping).
     """
     path = os.fspath(path)
     with open(path, encoding="utf-8") as f:
@@ -406,20 +408,26 @@ def read_id_map(path: str | os.PathLike) -> dict:
         for i, im in enumerate(data["images"]):
             if not isinstance(im, Mapping) or "id" not in im or "file_name" not in im:
                 raise _err(path, 0, f"key 'images[{i}]' needs 'id' and 'file_name'")
-            out[im["id"]] = os.path.splitext(os.path.basename(str(im["file_name"])))[0]
+            out[im["id"]] = {
+                "ID": os.path.splitext(os.path.basename(str(im["file_name"])))[0],
+                "width": _size(im, "width", path, 0),
+                "height": _size(im, "height", path, 0),
+            }
         return out
     if isinstance(data, Mapping):
-        return {k: v for k, v in data.items()}
+        return dict(data)
     raise _err(path, 0, "id map must be a json object or a COCO file with 'images'")
 
 
-def _lookup(id_map: Mapping | None, image_id: Any) -> str | None:
+def _lookup(id_map: Mapping | None, image_id: Any) -> tuple[str | None, float | None, float | None]:
     if id_map is None:
-        return image_id if isinstance(image_id, str) else None
-    if image_id in id_map:
-        return id_map[image_id]
-    key = str(image_id)  # json object keys are strings
-    return id_map.get(key)
+        return (image_id if isinstance(image_id, str) else None), None, None
+    v = id_map.get(image_id) if isinstance(image_id, (str, int)) else None
+    if v is None:
+        v = id_map.get(str(image_id))  # json object keys are strings
+    if isinstance(v, Mapping):
+        return v.get("ID"), v.get("width"), v.get("height")
+    return v, None, None
 
 
 def read_coco_results(
@@ -431,8 +439,8 @@ def read_coco_results(
 
     Args:
         path: the result file.
-        id_map: ``image_id -> ID`` as a dict or a json file (see :func:`read_id_map`); None when ``image_id`` already
-            is the CrowdHuman ``ID`` string.
+        id_map: ``image_id -> ID`` (or ``-> {"ID", "width", "height"}``) as a dict or a json file (see
+            :func:`read_id_map`); None when ``image_id`` already is the CrowdHuman ``ID`` string.
         category_ids: keep only these ``category_id`` values (None keeps all).
 
     Returns:
@@ -449,6 +457,7 @@ def read_coco_results(
     if not isinstance(data, list):
         raise _err(path, 0, f"a COCO result file must hold a json list, got {type(data).__name__}")
     groups: dict[str, list] = {}
+    sizes: dict[str, tuple] = {}
     for i, d in enumerate(data):
         key = f"[{i}]"
         if not isinstance(d, Mapping):
@@ -458,15 +467,19 @@ def read_coco_results(
                 raise _err(path, 0, f"missing key '{key}.{k}'")
         if category_ids is not None and d.get("category_id") not in category_ids:
             continue
-        rid = _lookup(id_map, d["image_id"])
-        if rid is None:
+        rid, w, h = _lookup(id_map, d["image_id"])
+        if not isinstance(rid, str):
             hint = "no id_map given and image_id is not a string" if id_map is None else "not in the id_map"
             raise _err(path, 0, f"key '{key}.image_id' = {d['image_id']!r}: {hint}")
-        groups.setdefault(rid, []).append(d)
+        groups.setdefault(rid, []).append((i, d))
+        sizes[rid] = (w, h)
     out = []
-    for rid, items in groups.items():
-        boxes, scores = _boxes_scores(items, path, 0, f"image {rid!r} results", "bbox")
-        out.append(DTRecord(ID=rid, boxes=boxes, scores=scores, source=path, line=0))
+    for rid, entries in groups.items():
+        items = [d for _, d in entries]
+        labels = [f"[{i}]" for i, _ in entries]
+        boxes, scores = _boxes_scores(items, path, 0, "results", "bbox", labels)
+        w, h = sizes[rid]
+        out.append(DTRecord(ID=rid, boxes=boxes, scores=scores, width=w, height=h, source=path, line=0))
     return out
 
 

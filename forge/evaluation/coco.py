@@ -43,6 +43,8 @@ Distributed runs: ``process`` appends exactly one record per image, so mmengine'
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import math
 import os
@@ -57,7 +59,7 @@ from forge.data.coco_reader import AnnotationError, CocoAnnotations
 
 __all__ = [
     "COCO_SUMMARY_NAMES",
-    "CocoMetric",
+    "CocoMetric",  # noqa: F822 (defined on first access, see __getattr__)
     "ResultsError",
     "detections_to_coco",
     "evaluate_coco",
@@ -83,6 +85,7 @@ COCO_SUMMARY_NAMES = (
 )
 AREA_LABELS = ("all", "small", "medium", "large")
 _ONE_MINUS_EPS = 1.0 / (1.0 + np.spacing(1))  # pycocotools' precision of "1 TP out of 1"
+_FORCE_WALK = False  # tests set this to check the re-matching path of _match_pycocotools_precision everywhere
 
 
 class ResultsError(ValueError):
@@ -160,8 +163,10 @@ def _check_results(results: list[dict], coco: CocoAnnotations, iou_type: str, sr
                 )
         elif key == "score":
             if not all(type(v) in (int, float) or isinstance(v, np.floating) for v in col):
-                fail(_first_bad([not isinstance(v, (int, float)) or isinstance(v, bool) for v in col]),
-                     "score must be a number")
+                fail(
+                    _first_bad([not isinstance(v, (int, float)) or isinstance(v, bool) for v in col]),
+                    "score must be a number",
+                )
             arr = np.asarray(col, dtype=np.float64)
             if not np.isfinite(arr).all():
                 fail(_first_bad(~np.isfinite(arr)), "score must be finite")
@@ -173,8 +178,10 @@ def _check_results(results: list[dict], coco: CocoAnnotations, iou_type: str, sr
                 ok = False
             if not ok:
                 shape_ok = [isinstance(b, (list, tuple)) and len(b) == 4 for b in col]
-                fail(_first_bad([not s for s in shape_ok]) if not all(shape_ok) else 0,
-                     "bbox must be 4 finite numbers [x, y, w, h]")
+                fail(
+                    _first_bad([not s for s in shape_ok]) if not all(shape_ok) else 0,
+                    "bbox must be 4 finite numbers [x, y, w, h]",
+                )
             if not np.isfinite(arr).all():
                 fail(_first_bad(~np.isfinite(arr).all(1)), "bbox must be 4 finite numbers [x, y, w, h]")
             if (arr[:, 2:] < 0).any():
@@ -188,7 +195,9 @@ def _check_results(results: list[dict], coco: CocoAnnotations, iou_type: str, sr
                 img = coco.images[img_col[i]]
                 h, w = seg["size"]
                 if h != img["height"] or w != img["width"]:
-                    fail(i, f"RLE size {list(seg['size'])} differs from the image size [{img['height']}, {img['width']}]")
+                    fail(
+                        i, f"RLE size {list(seg['size'])} differs from the image size [{img['height']}, {img['width']}]"
+                    )
 
 
 # --------------------------------------------------------------------------------------------------- the engine
@@ -210,7 +219,7 @@ def _run_engine(
     gt_dict = {k: v for k, v in dataset.items() if k != "annotations"}
     gt_dict["annotations"] = [dict(a) for a in dataset["annotations"]]
     gt_api = COCO(gt_dict, print_function=_silent)
-    dt_api = gt_api.loadRes([dict(r) for r in results])
+    dt_api = _results_api(gt_api, results, COCO)
     ev = COCOeval_faster(gt_api, dt_api, iou_type, print_function=_silent, lvis_style=lvis)
     if img_ids is not None:
         ev.params.imgIds = sorted({int(i) for i in img_ids})
@@ -219,6 +228,55 @@ def _run_engine(
     ev.accumulate()
     _match_pycocotools_precision(ev, lvis=lvis)
     return ev
+
+
+def _results_api(gt_api, results: list[dict], coco_cls: type):
+    """``gt_api.loadRes(results)`` with the same rules, batched (the library computes mask areas one by one).
+
+    Rules (pycocotools' ``loadRes``): if the first result has a ``bbox``, every ``area`` is ``w * h``; else, if it
+    has a ``segmentation``, ``area`` is the mask area and a missing ``bbox`` is the mask's box. Ids are ``1..N``,
+    ``iscrowd`` is 0. (The box-as-polygon ``segmentation`` that loadRes adds to box results is only used by segm
+    evaluation of box-only results, which :func:`_check_results` rejects.)
+    """
+    from faster_coco_eval.core import mask as mask_api
+
+    anns = [dict(r) for r in results]
+    if anns and "bbox" in anns[0] and anns[0]["bbox"] != []:
+        for i, a in enumerate(anns):
+            a["area"] = a["bbox"][2] * a["bbox"][3]
+            a["id"] = i + 1
+            a["iscrowd"] = 0
+    elif anns and "segmentation" in anns[0]:
+        rles = [a["segmentation"] for a in anns]
+        areas = mask_api.area(rles).tolist()
+        missing = [i for i, a in enumerate(anns) if "bbox" not in a]
+        boxes = mask_api.toBbox([rles[i] for i in missing]).tolist() if missing else []
+        for i, box in zip(missing, boxes):
+            anns[i]["bbox"] = box
+        for i, a in enumerate(anns):
+            a["area"] = areas[i]
+            a["id"] = i + 1
+            a["iscrowd"] = 0
+    res = coco_cls(print_function=_silent)
+    res.dataset = {
+        "images": list(gt_api.dataset["images"]),
+        "categories": [dict(c) for c in gt_api.dataset["categories"]],
+        "annotations": anns,
+    }
+    res.createIndex()
+    return res
+
+
+@contextlib.contextmanager
+def _gc_paused():
+    """Evaluation allocates ~10 dicts per detection; Python's cyclic GC would rescan them repeatedly."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 class _PairMatcher:
@@ -289,15 +347,52 @@ class _PairMatcher:
 def _match_pycocotools_precision(ev, lvis: bool = False) -> None:
     """Make ``ev.eval['precision']`` equal pycocotools' (see the module docstring), in place.
 
-    A precision of exactly 1.0 comes from ``k`` TPs before any FP. pycocotools' ``tp / (tp + fp + eps)`` rounds to
-    1.0 for ``k >= 2`` but gives ``1 - eps`` for ``k == 1``; the C++ engine gives 1.0 for both. For each cell
-    (IoU threshold, category, area, maxDets) holding 1.0 values we find the first two counted (non-ignored)
-    detections in COCO's global order and, when only the first is a TP, replace those 1.0 values by ``1 - eps``.
+    A precision of exactly 1.0 comes from a run of ``L`` TPs before any FP. pycocotools' ``tp / (tp + fp + eps)``
+    rounds to 1.0 for ``L >= 2`` but gives ``1 - eps`` for ``L == 1``; the C++ engine gives 1.0 for both. In a
+    cell (IoU threshold, category, area, maxDets) the 1.0 values sit at the recall thresholds ``r <= L / n_gt``, so
+    their count usually tells ``L == 1`` from ``L >= 2``. Where it cannot (no threshold between ``1 / n_gt`` and
+    ``2 / n_gt``, i.e. more than 200 ground truths), the first two counted (non-ignored) detections of the category
+    are matched again in COCO's global order. Cells with ``L == 1`` get ``1 - eps`` instead of 1.0.
     """
     prec = ev.eval["precision"]  # (T, R, K, A, M)
-    need_all = (prec == 1.0).any(axis=1)  # (T, K, A, M)
+    ones = prec == 1.0
+    need_all = ones.any(axis=1)  # (T, K, A, M)
     if not need_all.any():
         return
+    p = ev.params
+    cat_ids, img_ids = list(p.catIds), list(p.imgIds)
+    area_rngs = np.asarray(p.areaRng, dtype=np.float64)
+    cat_index = {int(c): k for k, c in enumerate(cat_ids)}
+    img_index = {int(img): i for i, img in enumerate(img_ids)}
+
+    # -- counting test: number of counted ground truths per (category, area)
+    gts = [g for g in ev.cocoGt.dataset["annotations"] if g["image_id"] in img_index and g["category_id"] in cat_index]
+    g_cat = np.array([cat_index[g["category_id"]] for g in gts], dtype=np.int64)
+    g_area = np.array([g["area"] for g in gts], dtype=np.float64)
+    g_crowd = np.array([bool(g.get("iscrowd", 0)) for g in gts], dtype=bool)
+    n_gt = np.zeros((len(cat_ids), len(area_rngs)), dtype=np.int64)
+    for a, (lo, hi) in enumerate(area_rngs):
+        counted = ~g_crowd & (g_area >= lo) & (g_area <= hi)
+        n_gt[:, a] = np.bincount(g_cat[counted], minlength=len(cat_ids))
+    rec_thrs = np.asarray(p.recThrs, dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        n1 = (rec_thrs[:, None, None] <= (1.0 / n_gt)[None]).sum(axis=0)  # (K, A)
+        n2 = (rec_thrs[:, None, None] <= (2.0 / n_gt)[None]).sum(axis=0)
+    n_ones = ones.sum(axis=1)  # (T, K, A, M)
+    single = need_all & (n_ones == n1[None, :, :, None]) & (n2 > n1)[None, :, :, None]
+    unsure = need_all & ~single & (n_ones <= n1[None, :, :, None])
+    if _FORCE_WALK:  # tests: exercise the matching path on every cell
+        single, unsure = np.zeros_like(need_all), need_all
+    if unsure.any():
+        single |= _walk_first_detections(ev, unsure, cat_ids, img_index, lvis)
+    t_idx, k_idx, a_idx, m_idx = np.nonzero(single)
+    for t, k, a, m in zip(t_idx, k_idx, a_idx, m_idx):
+        col = prec[t, :, k, a, m]
+        col[col == 1.0] = _ONE_MINUS_EPS
+
+
+def _walk_first_detections(ev, unsure: np.ndarray, cat_ids: list, img_index: dict, lvis: bool) -> np.ndarray:
+    """For the ``unsure`` cells ``(T, K, A, M)``: is the first counted detection a TP and the second one not?"""
     p = ev.params
     thrs = np.asarray(p.iouThrs, dtype=np.float64)
     max_det_arr = np.asarray(p.maxDets)
@@ -305,66 +400,66 @@ def _match_pycocotools_precision(ev, lvis: bool = False) -> None:
     num_t, num_a, num_m = len(thrs), len(area_rngs), len(max_det_arr)
     img_ids = list(p.imgIds)
     nel = getattr(ev, "img_nel", {}) if lvis else {}
-    needed_cats = {p.catIds[k] for k in np.nonzero(need_all.any(axis=(0, 2, 3)))[0]}
-    img_index = {int(img): i for i, img in enumerate(img_ids)}
-    # (category -> image index -> list) in annotation order, exactly the sets the engine evaluated
-    dt_by_cat: dict[int, dict[int, list[dict]]] = {c: {} for c in needed_cats}
-    for d in ev.cocoDt.dataset["annotations"]:
-        per_cat = dt_by_cat.get(d["category_id"])
-        i = img_index.get(d["image_id"])
-        if per_cat is None or i is None or d.get("drop", False):
-            continue
-        per_cat.setdefault(i, []).append(d)
-    gt_by_cat: dict[int, dict[int, list[dict]]] = {c: {} for c in needed_cats}
+    result = np.zeros_like(unsure)
+    walk_cats = {cat_ids[k]: k for k in np.nonzero(unsure.any(axis=(0, 2, 3)))[0]}
+    # the detections the engine evaluated, in annotation order (the tie-break of COCO's stable sorts)
+    dts = [
+        d
+        for d in ev.cocoDt.dataset["annotations"]
+        if d["category_id"] in walk_cats and d["image_id"] in img_index and not d.get("drop", False)
+    ]
+    gt_by_pair: dict[tuple[int, int], list[dict]] = {}
     for g in ev.cocoGt.dataset["annotations"]:
-        per_cat = gt_by_cat.get(g["category_id"])
-        i = img_index.get(g["image_id"])
-        if per_cat is not None and i is not None:
-            per_cat.setdefault(i, []).append(g)
-    for k, cat in enumerate(p.catIds):
-        need = need_all[:, k]  # (T, A, M)
-        if not need.any():
+        if g["category_id"] in walk_cats and g["image_id"] in img_index:
+            gt_by_pair.setdefault((img_index[g["image_id"]], g["category_id"]), []).append(g)
+    d_cat = np.array([walk_cats[d["category_id"]] for d in dts], dtype=np.int64)
+    d_img = np.array([img_index[d["image_id"]] for d in dts], dtype=np.int64)
+    d_score = np.array([d["score"] for d in dts], dtype=np.float64)
+    pos = np.arange(len(dts))
+    for cat, k in walk_cats.items():
+        sel = pos[d_cat == k]
+        if sel.size == 0:
             continue
-        # per image: detections sorted by score (stable) and truncated, as in COCO's evaluateImg
-        scores, where = [], []
-        sorted_dts: dict[int, list[dict]] = {}
-        for i, dts in sorted(dt_by_cat[cat].items()):
-            order = np.argsort([-d["score"] for d in dts], kind="mergesort")[: max_det_arr[-1]]
-            sorted_dts[i] = [dts[j] for j in order]
-            scores.extend(d["score"] for d in sorted_dts[i])
-            where.extend((i, r) for r in range(len(order)))
-        if not scores:
-            continue
-        glob = np.argsort(-np.asarray(scores, dtype=np.float64), kind="mergesort")
+        # per image: by decreasing score, ties in annotation order (COCO's per-image mergesort), then truncated
+        order = sel[np.lexsort((sel, -d_score[sel], d_img[sel]))]
+        img_of = d_img[order]
+        starts = np.flatnonzero(np.r_[True, img_of[1:] != img_of[:-1]])
+        rank = np.arange(order.size) - np.repeat(starts, np.diff(np.r_[starts, order.size]))
+        keep = rank < max_det_arr[-1]
+        order, img_of, rank = order[keep], img_of[keep], rank[keep]
+        # COCO's accumulate: images concatenated in id order, then a stable sort by decreasing score
+        glob = np.argsort(-d_score[order], kind="mergesort")
+        need = unsure[:, k]  # (T, A, M)
         found = np.zeros((num_t, num_a, num_m), dtype=np.int64)
         first_tp = np.zeros((num_t, num_a, num_m), dtype=bool)
         second_tp = np.zeros((num_t, num_a, num_m), dtype=bool)
         matchers: dict[tuple[int, int], _PairMatcher] = {}
+        per_img: dict[int, list[dict]] = {}
         for g in glob:
             open_cells = need & (found < 2)
             if not open_cells.any():
                 break
-            i, rank = where[g]
-            in_m = rank < max_det_arr  # (M,)
+            i, r = int(img_of[g]), int(rank[g])
+            in_m = r < max_det_arr  # (M,)
             for a in np.nonzero(open_cells.any(axis=(0, 2)))[0]:
                 key = (i, int(a))
                 if key not in matchers:
-                    gts, dts = gt_by_cat[cat].get(i, []), sorted_dts[i]
+                    if i not in per_img:
+                        per_img[i] = [dts[j] for j in order[img_of == i]]
+                    gts = gt_by_pair.get((i, cat), [])
                     ious = ev.ious.get((img_ids[i], cat), [])
                     if len(gts) == 0 or len(ious) == 0:
-                        ious = np.zeros((len(dts), len(gts)))
+                        ious = np.zeros((len(per_img[i]), len(gts)))
                     not_exh = bool(lvis and cat in nel.get(img_ids[i], ()))
-                    matchers[key] = _PairMatcher(ious, gts, dts, area_rngs[a], thrs, not_exh)
-                tp, ign = matchers[key].status(rank)
+                    matchers[key] = _PairMatcher(ious, gts, per_img[i], area_rngs[a], thrs, not_exh)
+                tp, ign = matchers[key].status(r)
                 counted = (~ign)[:, None] & in_m[None, :]  # (T, M)
                 f = found[:, a]
                 first_tp[:, a] |= counted & (f == 0) & tp[:, None]
                 second_tp[:, a] |= counted & (f == 1) & tp[:, None]
                 found[:, a] += counted
-        single = need & first_tp & ~second_tp
-        for t, a, m in zip(*np.nonzero(single)):
-            col = prec[t, :, k, a, m]
-            col[col == 1.0] = _ONE_MINUS_EPS
+        result[:, k] = need & first_tp & ~second_tp
+    return result
 
 
 def _mean_valid(s: np.ndarray) -> float:
@@ -460,14 +555,15 @@ def evaluate_coco(
         raise ValueError(f"iou_type must be 'bbox' or 'segm', got {iou_type!r}")
     if len(max_dets) != 3:
         raise ValueError(f"max_dets must have 3 values (pycocotools' summary layout), got {list(max_dets)}")
-    coco = _load_gt(gt)
-    dets, src = load_results(results)
-    _check_results(dets, coco, iou_type, src)
-    if img_ids is not None:
-        unknown = [i for i in img_ids if i not in coco.images]
-        if unknown:
-            raise ResultsError(f"{coco.source}: image ids {unknown[:5]} are not in the ground truth")
-    ev = _run_engine(coco.dataset, dets, iou_type, img_ids, max_dets)
+    with _gc_paused():
+        coco = _load_gt(gt)
+        dets, src = load_results(results)
+        _check_results(dets, coco, iou_type, src)
+        if img_ids is not None:
+            unknown = [i for i in img_ids if i not in coco.images]
+            if unknown:
+                raise ResultsError(f"{coco.source}: image ids {unknown[:5]} are not in the ground truth")
+        ev = _run_engine(coco.dataset, dets, iou_type, img_ids, max_dets)
     stats = _coco_summary(ev)
     out: dict[str, Any] = dict(zip(COCO_SUMMARY_NAMES, stats))
     out["stats"] = stats
@@ -536,6 +632,8 @@ def detections_to_coco(
     cat_ids = []
     for lab in labels.tolist():
         try:
+            if lab < 0:  # a list would silently index from the end
+                raise IndexError(lab)
             cat_ids.append(int(label_to_cat_id[lab]))
         except (KeyError, IndexError):
             raise ResultsError(
@@ -544,8 +642,9 @@ def detections_to_coco(
             ) from None
     bbox_res = []
     for b, s, c in zip(boxes.tolist(), scores.tolist(), cat_ids):
-        bbox_res.append({"image_id": image_id, "category_id": c, "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]],
-                         "score": s})
+        bbox_res.append(
+            {"image_id": image_id, "category_id": c, "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]], "score": s}
+        )
     segm_res = []
     if det.masks is not None:
         rles = as_rles(det.masks)
@@ -623,13 +722,17 @@ def _define_coco_metric() -> type:
                 if self._gt is not None:
                     unknown = [c for c in ids if c not in self._gt.cats]
                     if unknown:
-                        raise AnnotationError(f"{self._gt.source}: dataset_meta['cat_ids'] has unknown ids {unknown[:5]}")
+                        raise AnnotationError(
+                            f"{self._gt.source}: dataset_meta['cat_ids'] has unknown ids {unknown[:5]}"
+                        )
                 return ids
             if self._gt is not None:
                 return list(self._gt.cat_ids)
             n = len(meta["classes"]) if meta.get("classes") is not None else None
             if n is None:
-                raise ValueError("CocoMetric without ann_file needs dataset_meta with 'classes' (and optionally 'cat_ids')")
+                raise ValueError(
+                    "CocoMetric without ann_file needs dataset_meta with 'classes' (and optionally 'cat_ids')"
+                )
             return list(range(1, n + 1))
 
         # ------------------------------------------------------------------ per-image records
@@ -642,7 +745,9 @@ def _define_coco_metric() -> type:
                     raise TypeError(f"CocoMetric expects DetSample predictions, got {type(sample).__name__}")
                 meta, det = sample.meta, sample.pred
                 if det is None:
-                    raise ValueError(f"image {meta.image_id}: DetSample.pred is None (run the model with mode='predict')")
+                    raise ValueError(
+                        f"image {meta.image_id}: DetSample.pred is None (run the model with mode='predict')"
+                    )
                 if want_masks and det.masks is None:
                     raise ValueError(f"image {meta.image_id}: metric 'segm' needs predicted masks (Detections.masks)")
                 rec: dict[str, Any] = {
@@ -665,8 +770,8 @@ def _define_coco_metric() -> type:
             gt = meta.extra.get("ori_gt")
             if not isinstance(gt, Instances):
                 raise ValueError(
-                    f"image {meta.image_id}: CocoMetric(ann_file=None) needs the original-coordinate ground truth as an "
-                    "Instances in DetSample.meta.extra['ori_gt']"
+                    f"image {meta.image_id}: CocoMetric(ann_file=None) needs the original-coordinate ground truth "
+                    "as an Instances in DetSample.meta.extra['ori_gt']"
                 )
             boxes = _np(gt.boxes).astype(np.float64).reshape(-1, 4)
             rles = None
@@ -703,7 +808,9 @@ def _define_coco_metric() -> type:
                     x1, y1, x2, y2 = g["boxes"][j].tolist()
                     lab = int(g["labels"][j])
                     if not 0 <= lab < len(cat_ids):
-                        raise AnnotationError(f"image {r['img_id']}: ground-truth label {lab} outside 0..{len(cat_ids) - 1}")
+                        raise AnnotationError(
+                            f"image {r['img_id']}: ground-truth label {lab} outside 0..{len(cat_ids) - 1}"
+                        )
                     ann = {
                         "id": len(anns) + 1,
                         "image_id": r["img_id"],
@@ -716,15 +823,21 @@ def _define_coco_metric() -> type:
                         ann["segmentation"] = g["rles"][j]
                     anns.append(ann)
             cats = [{"id": c, "name": str(n)} for c, n in zip(cat_ids, names)]
-            return self._gt_class({"images": images, "annotations": anns, "categories": cats}, "<dataset ground truth>",
-                                  degenerate="keep")
+            return self._gt_class(
+                {"images": images, "annotations": anns, "categories": cats}, "<dataset ground truth>", degenerate="keep"
+            )
 
         def results_to_json(self, results: list[dict], cat_ids: list[int]) -> dict[str, list[dict]]:
             """Per-image records -> ``{'bbox': [...], 'segm': [...]}`` COCO result lists."""
             out: dict[str, list[dict]] = {"bbox": [], "segm": []}
             for r in results:
-                det = Detections(boxes=r["boxes"], scores=r["scores"], labels=r["labels"],
-                                 masks=r["rles"], mask_scores=r["mask_scores"])
+                det = Detections(
+                    boxes=r["boxes"],
+                    scores=r["scores"],
+                    labels=r["labels"],
+                    masks=r["rles"],
+                    mask_scores=r["mask_scores"],
+                )
                 b, s = detections_to_coco(r["img_id"], det, cat_ids)
                 out["bbox"] += b
                 out["segm"] += s
@@ -750,8 +863,9 @@ def _define_coco_metric() -> type:
                 seen.add(r["img_id"])
                 out.append(r)
             if len(out) != len(results):
-                warnings.warn(f"{type(self).__name__}: {len(results) - len(out)} duplicate image records dropped",
-                              stacklevel=2)
+                warnings.warn(
+                    f"{type(self).__name__}: {len(results) - len(out)} duplicate image records dropped", stacklevel=2
+                )
             return out
 
         def _round(self, v: float) -> float:
@@ -776,8 +890,10 @@ def _define_coco_metric() -> type:
             out: dict[str, float] = {}
             for m in self.metrics:
                 res = self._evaluate(gt, jsons[m], m, img_ids)
-                print_log("\n" + format_coco_table(res, self._summary_names, title=f"{self.default_prefix} {m}"),
-                          logger="current")
+                print_log(
+                    "\n" + format_coco_table(res, self._summary_names, title=f"{self.default_prefix} {m}"),
+                    logger="current",
+                )
                 for name in self._summary_names:
                     out[f"{m}_{name}"] = self._round(res[name])
                 if self.classwise:

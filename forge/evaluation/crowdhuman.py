@@ -15,7 +15,8 @@ Images and boxes
   ``compute_APMR``; ``vbox``/``hbox`` apply the same rules to the other boxes.
 * Box prep: ``x2 = x + w``, ``y2 = y + h`` (no ``+1``), then detections **and** GT are clipped to the image:
   ``x1 in [0, W-1]``, ``y1 in [0, H-1]``, ``x2 in [0, W]``, ``y2 in [0, H]``. ``W``/``H`` come from the GT record
-  when it carries them, else from the detection record (``clip=False`` skips clipping and the size requirement).
+  when it carries them, else from the detection record (``clip=False`` skips clipping and the size requirement;
+  an image without detections and of unknown size is left unclipped, where CrowdDet would fail).
 * Overlaps (``eps = 1e-6``, areas not clamped unless said):
   ``IoU = inter / (area_d + area_g - inter + eps)``; AP/MR ignore test ``IoA = inter / (area_d + eps)``;
   JI ignore test ``IoA = inter / (max(w, 0) * max(h, 0) + eps)`` of the box being tested.
@@ -50,12 +51,20 @@ JI (``compute_JI``)
   ``JI_img = k / (m + n - k + 1e-6)`` (the ``eps`` is CrowdDet's: perfect detections give ``1 - O(1e-7)``).
 * ``JI_t`` = sum of ``JI_img`` over all images / number of images with ``m != 0 or n != 0`` (NaN if none).
   **JI** = max over thresholds (NaN thresholds skipped); ``JI_score_thr`` is the arg max.
-* ``matching='blossom'`` (default; CrowdDet runs Edmonds' blossom algorithm, here networkx's
-  ``max_weight_matching``) or ``'hungarian'`` (``scipy.optimize.linear_sum_assignment`` on the IoU matrix, pairs
-  of weight 0 dropped). Both return a maximum-weight matching; they can differ only when two matchings have
-  exactly equal total weight. Connected components with a single edge, or whose edges all share one detection or
-  one GT, are solved directly (the heaviest edge; ties: first detection by score, then first GT) for speed; the
-  others go to the solver one component at a time, cached across thresholds.
+* Matching solver, ``matching=``:
+
+  - ``'blossom'`` (default, CrowdDet's): the matching CrowdDet's Edmonds blossom code returns, ties included. An
+    optimum that is unique is found by any exact solver, so each connected component of the IoU graph is solved
+    directly (a single edge, or a star whose edges share one detection or one GT: its heaviest edge) or with
+    ``scipy.optimize.linear_sum_assignment`` (cached across thresholds), and checked for uniqueness (another optimum
+    must miss one chosen edge, so: does dropping any chosen edge keep the optimum weight, within 1e-9?). Images
+    with a non-unique optimum are re-solved with networkx's ``max_weight_matching`` (a port of the same blossom
+    code) on CrowdDet's exact graph: vertices numbered as CrowdDet numbers them (kept detections ``1..N`` in file
+    order, GT ``N+1..``), edges inserted in its row-major order, which reproduces its tie-breaking (verified on
+    thousands of tie-heavy random graphs and by ``tests/fixtures/crowdhuman/ties``).
+  - ``'hungarian'``: the same optimum without the uniqueness check; ties are broken by
+    ``linear_sum_assignment`` (first heaviest edge for stars), so the JI can differ from CrowdDet's on exact ties
+    (e.g. a detection exactly between two GT with an ignore region on one side).
 
 Degenerate cases (CrowdDet raises or returns NaN): no non-ignored GT -> AP/recall/MR-2 NaN; no kept detection ->
 AP 0, recall 0, MR-2 1. Known CrowdDet quirk not reproduced: a GT ``tag == "background"`` is matched as an ignore
@@ -153,11 +162,15 @@ class _Prepared:
             n_gt[i] = b.shape[0]
             d = dts[i]
             if d is not None:
+                if d.boxes.reshape(-1, 4).shape[0] != d.scores.shape[0]:
+                    raise ValueError(
+                        f"ID {d.ID!r} ({d.source}:{d.line}): {d.boxes.shape} boxes for {d.scores.shape} scores"
+                    )
                 dt_boxes.append(d.boxes)
                 dt_scores.append(d.scores)
                 n_dt[i] = d.scores.shape[0]
             w, h = _resolve_size(g, d)
-            if clip and (w is None or h is None):
+            if clip and (w is None or h is None) and n_dt[i] > 0:
                 raise ValueError(
                     f"ID {g.ID!r} ({g.source}:{g.line}): image width/height unknown (neither the ground truth nor "
                     "the detections carry 'width'/'height'); needed to clip boxes (or pass clip=False)"
@@ -173,9 +186,13 @@ class _Prepared:
         score = np.concatenate(dt_scores) if dt_scores else np.zeros(0)
         gt_img = np.repeat(np.arange(n), n_gt)
         dt_img = np.repeat(np.arange(n), n_dt)
-        if clip:
-            _clip(gtb, width[gt_img], height[gt_img])
-            _clip(dtb, width[dt_img], height[dt_img])
+        if clip:  # images of unknown size have no detections (checked above): nothing to clip against
+            sized = np.isfinite(width) & np.isfinite(height)
+            for b, im in ((gtb, gt_img), (dtb, dt_img)):
+                rows = sized[im]
+                sub = b[rows]
+                _clip(sub, width[im[rows]], height[im[rows]])
+                b[rows] = sub
 
         # dets: image-contiguous, descending score within the image, stable (file order among equal scores)
         order = np.lexsort((np.arange(score.shape[0]), -score, dt_img))
@@ -514,20 +531,19 @@ def _max_weight_matching(
     return chosen, tied
 
 
-def _blossom_image(dt_rank: np.ndarray, gt_rank: np.ndarray, w: np.ndarray) -> np.ndarray:
+def _blossom_image(dt_rank: np.ndarray, gt_rank: np.ndarray, w: np.ndarray, n_kept: int) -> np.ndarray:
     """CrowdDet's matching of one image, replayed with networkx's Edmonds blossom implementation.
 
     Vertices are numbered as CrowdDet numbers them (kept detections ``1..N`` in file order, non-ignored GT
     ``N+1..`` in file order, vertex 0 unused, up to the largest endpoint) and the edges are inserted in its
     row-major order, which makes the tie-breaking identical to CrowdDet's ``maxWeightMatching`` (checked on
-    thousands of tie-heavy random graphs). ``dt_rank`` is the 0-based rank among the image's kept detections in
-    file order, ``gt_rank`` among its non-ignored GT. Returns a bool mask over the given edges.
+    thousands of tie-heavy random graphs). ``dt_rank`` is the 0-based rank among the image's ``n_kept`` kept
+    detections in file order, ``gt_rank`` among its non-ignored GT. Returns a bool mask over the given edges.
     """
     import networkx as nx
 
-    n = int(dt_rank.max()) + 1 if dt_rank.size else 0
     u = dt_rank + 1
-    v = gt_rank + n + 1
+    v = gt_rank + n_kept + 1
     order = np.lexsort((v, u))
     graph = nx.Graph()
     graph.add_nodes_from(range(int(max(u.max(), v.max())) + 1))
@@ -558,7 +574,7 @@ def _ji(p: _Prepared, m: _Matched, score_thrs: Sequence[float], matching: str) -
                 lo, hi = dstart[i], dstart[i + 1]
                 kept_rank = np.sort(p.dt_file_rank[lo:hi][kept[lo:hi]])
                 dt_rank = np.searchsorted(kept_rank, p.dt_file_rank[e_dt[em]])
-                sel[em] = _blossom_image(dt_rank, e_gt[em] - gstart[i], e_w[em])
+                sel[em] = _blossom_image(dt_rank, e_gt[em] - gstart[i], e_w[em], kept_rank.size)
         md = np.zeros(nd, dtype=bool)
         mg = np.zeros(ng, dtype=bool)
         md[e_dt[sel]] = True

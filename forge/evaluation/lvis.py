@@ -36,6 +36,7 @@ from forge.data.coco_reader import LvisAnnotations
 from forge.evaluation.coco import (
     ResultsError,
     _check_results,
+    _gc_paused,
     _load_gt,
     _mean_valid,
     _per_class,
@@ -43,7 +44,7 @@ from forge.evaluation.coco import (
     load_results,
 )
 
-__all__ = ["LVIS_SUMMARY_NAMES", "LvisMetric", "evaluate_lvis"]
+__all__ = ["LVIS_SUMMARY_NAMES", "LvisMetric", "evaluate_lvis"]  # noqa: F822 (LvisMetric: see __getattr__)
 
 LVIS_SUMMARY_NAMES = (
     "AP",
@@ -136,6 +137,11 @@ def evaluate_lvis(
     """
     if iou_type not in ("bbox", "segm"):
         raise ValueError(f"iou_type must be 'bbox' or 'segm', got {iou_type!r}")
+    with _gc_paused():
+        return _evaluate_lvis(gt, results, iou_type, max_dets, img_ids, classwise)
+
+
+def _evaluate_lvis(gt, results, iou_type: str, max_dets: int, img_ids, classwise: bool) -> dict:
     lvis = _load_gt(gt, LvisAnnotations)
     dets, src = load_results(results)
     _check_results(dets, lvis, iou_type, src)

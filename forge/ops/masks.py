@@ -212,7 +212,9 @@ def paste_masks_in_boxes(
         (``align_corners=False``) with zero padding, so values fade to 0 within one mask cell of the box edge.
     """
     if masks.ndim != 3 or boxes.ndim != 2 or masks.shape[0] != boxes.shape[0]:
-        raise ValueError(f"masks (N, Mh, Mw) and boxes (N, 4) must agree, got {tuple(masks.shape)}, {tuple(boxes.shape)}")
+        raise ValueError(
+            f"masks (N, Mh, Mw) and boxes (N, 4) must agree, got {tuple(masks.shape)}, {tuple(boxes.shape)}"
+        )
     h, w = int(image_shape[0]), int(image_shape[1])
     n = masks.shape[0]
     out = torch.zeros((n, h, w), dtype=torch.float32, device=masks.device)

@@ -5,7 +5,14 @@ import pytest
 from scipy.io import savemat
 
 from anomaly.data import (
-    ADBENCH_DIR, OutlierDataset, list_adbench, load_breast_cancer, load_csv, load_mat, load_npz, load_outlier_file,
+    ADBENCH_DIR,
+    OutlierDataset,
+    list_adbench,
+    load_breast_cancer,
+    load_csv,
+    load_mat,
+    load_npz,
+    load_outlier_file,
 )
 
 X = np.arange(12, dtype=float).reshape(4, 3)
@@ -37,12 +44,12 @@ def test_mat_odds_layout(tmp_path):
 
 def test_csv_variants(tmp_path):
     p = tmp_path / "c.csv"
-    p.write_text("f1,f2,y,f3\n" + "\n".join(f"{r[0]},{r[1]},{l},{r[2]}" for r, l in zip(X, Y)) + "\n")
+    p.write_text("f1,f2,y,f3\n" + "\n".join(f"{r[0]},{r[1]},{lab},{r[2]}" for r, lab in zip(X, Y)) + "\n")
     x, y = load_csv(p)
     np.testing.assert_array_equal(x, X)
     np.testing.assert_array_equal(y, Y)
     q = tmp_path / "d.csv"  # no header, label last
-    q.write_text("\n".join(",".join(str(v) for v in [*r, l]) for r, l in zip(X, Y)))
+    q.write_text("\n".join(",".join(str(v) for v in [*r, lab]) for r, lab in zip(X, Y)))
     x, y = load_csv(q, label_column=-1)
     np.testing.assert_array_equal(x, X)
     np.testing.assert_array_equal(y, Y)

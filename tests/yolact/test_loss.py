@@ -103,14 +103,15 @@ def test_box_loss_and_normalisation_by_positives():
 
 
 def test_only_crowd_image_gives_finite_zero_losses():
-    out = {"boxes": torch.zeros((1, 3, 4), requires_grad=True), "cls_logits": torch.zeros((1, 3, 3), requires_grad=True),
+    out = {"boxes": torch.zeros((1, 3, 4), requires_grad=True),
+           "cls_logits": torch.zeros((1, 3, 3), requires_grad=True),
            "coefs": torch.zeros((1, 3, 1)), "prototypes": torch.zeros((1, 1, 4, 4)),
            "anchors": xyxy_to_cxcywh(torch.tensor([[0.0, 0, 0.5, 0.5], [0.5, 0.5, 1, 1], [0, 0, 1, 1]]))}
     gt = Instances(boxes=torch.tensor([[0.0, 0.0, 8.0, 8.0]]), labels=torch.tensor([0]),
                    masks=torch.ones((1, 16, 16), dtype=torch.bool), iscrowd=torch.tensor([True]))
     losses = YolactLoss()(out, [gt], (16, 16))
     assert set(losses) == {"loss_cls", "loss_box", "loss_mask"}
-    assert all(float(v) == 0.0 for v in losses.values())
+    assert all(float(v.detach()) == 0.0 for v in losses.values())
     sum(losses.values()).backward()
 
 

@@ -12,7 +12,9 @@ import torch.nn.functional as F
 from forge.data.structures import DetSample, ImageMeta
 from tests.yolact.official_fixtures import load_case, seeded_input, seeded_state_dict
 from yolact.configs import official_kwargs
+from yolact.anchors import make_anchors
 from yolact.convert import build_for_state, convert_state_dict, detect_model
+from yolact.model import Yolact
 from yolact.postprocess import detect_single
 
 CASES = [
@@ -20,8 +22,8 @@ CASES = [
     ("yolact_plus_resnet50", "yolact_plus_resnet50"),
     ("yolact_darknet53", "yolact_darknet53"),
     ("yolact_base", "yolact_base"),
-    pytest.param("yolact_im700", "yolact_im700", marks=pytest.mark.slow),
-    pytest.param("yolact_plus_base", "yolact_plus_base", marks=pytest.mark.slow),
+    pytest.param("yolact_im700", "yolact_im700", marks=pytest.mark.slow),  # its anchors: test_official_anchors
+    ("yolact_plus_base", "yolact_plus_base"),
     pytest.param("yolact_base_550", "yolact_base", marks=pytest.mark.slow),
     pytest.param("yolact_plus_base_550", "yolact_plus_base", marks=pytest.mark.slow),
 ]
@@ -30,6 +32,23 @@ ATOL = 1e-4
 
 def close(ours: torch.Tensor, ref: np.ndarray, atol: float = ATOL, rtol: float = 0.0) -> None:
     np.testing.assert_allclose(ours.detach().double().numpy(), ref, atol=atol, rtol=rtol)
+
+
+@pytest.mark.parametrize("case,model", [("yolact_im700", "yolact_im700"), ("yolact_plus_base_550", "yolact_plus_base"),
+                                        ("yolact_base_550", "yolact_base"), ("yolact_darknet53", "yolact_darknet53")])
+def test_official_anchors(case, model):
+    """Anchors alone (cheap) against the official priors, including the 700 px model's rescaled scales."""
+    manifest, ref = load_case(case)
+    with torch.device("meta"):
+        net = Yolact(**official_kwargs(model))
+    h, w = manifest["input_size"]
+    shapes = [(h, w)]
+    for _ in range(7):  # conv1 / maxpool / stages / P6 / P7: each halves with rounding up (3x3 or 1x1, pad 1)
+        shapes.append(((shapes[-1][0] + 1) // 2, (shapes[-1][1] + 1) // 2))
+    anchors = make_anchors(shapes[3:8], net.scales, net.aspect_ratios, net.max_size, net.square_anchors)
+    assert anchors.shape[0] == int(ref["num_anchors"])
+    close(anchors[torch.from_numpy(ref["anchor_idx"]).long()], ref["priors"])
+    close(anchors.double().sum(0), ref["priors_sum"], atol=1e-3, rtol=1e-5)
 
 
 @pytest.mark.parametrize("case,model", CASES)

@@ -25,8 +25,20 @@ def coco_files(tmp_path_factory):
 @pytest.mark.parametrize("iou", ["bbox", "segm"])
 def test_coco_table_and_json(coco_files, iou, tmp_path, capsys):
     out = tmp_path / "m.json"
-    main(["coco", "--gt", str(coco_files["gt"]), "--dt", str(coco_files["dt_" + iou]), "--iou", iou,
-          "--json", str(out), "--classwise"])
+    main(
+        [
+            "coco",
+            "--gt",
+            str(coco_files["gt"]),
+            "--dt",
+            str(coco_files["dt_" + iou]),
+            "--iou",
+            iou,
+            "--json",
+            str(out),
+            "--classwise",
+        ]
+    )
     text = capsys.readouterr().out
     figures = json.loads(out.read_text())
     expected = evaluate_coco(str(coco_files["gt"]), str(coco_files["dt_" + iou]), iou)

@@ -15,10 +15,23 @@ def _coco() -> dict:
         ],
         "categories": [{"id": 90, "name": "toothbrush"}, {"id": 1, "name": "person"}, {"id": 5, "name": "plane"}],
         "annotations": [
-            {"id": 1, "image_id": 7, "category_id": 90, "bbox": [1, 2, 3, 4], "area": 12.0, "iscrowd": 0,
-             "segmentation": [[1, 2, 4, 2, 4, 6, 1, 6]]},
-            {"id": 2, "image_id": 7, "category_id": 1, "bbox": [0, 0, 5, 5], "iscrowd": 1,
-             "segmentation": {"size": [10, 20], "counts": [0, 5, 5, 5, 5, 5, 5, 5, 5, 5, 155]}},
+            {
+                "id": 1,
+                "image_id": 7,
+                "category_id": 90,
+                "bbox": [1, 2, 3, 4],
+                "area": 12.0,
+                "iscrowd": 0,
+                "segmentation": [[1, 2, 4, 2, 4, 6, 1, 6]],
+            },
+            {
+                "id": 2,
+                "image_id": 7,
+                "category_id": 1,
+                "bbox": [0, 0, 5, 5],
+                "iscrowd": 1,
+                "segmentation": {"size": [10, 20], "counts": [0, 5, 5, 5, 5, 5, 5, 5, 5, 5, 155]},
+            },
             {"id": 3, "image_id": 7, "category_id": 5, "bbox": [2.5, 1.5, 4, 2]},
         ],
     }

@@ -76,8 +76,12 @@ def _dt_entries(image_id, cat_id, parts, score, w, h, want_masks):
     x_max = max(max(p[0::2]) for p in parts)
     y_min = min(min(p[1::2]) for p in parts)
     y_max = max(max(p[1::2]) for p in parts)
-    box = {"image_id": image_id, "category_id": cat_id, "bbox": [x_min, y_min, x_max - x_min, y_max - y_min],
-           "score": score}
+    box = {
+        "image_id": image_id,
+        "category_id": cat_id,
+        "bbox": [x_min, y_min, x_max - x_min, y_max - y_min],
+        "score": score,
+    }
     segm = None
     if want_masks:
         segm = {"image_id": image_id, "category_id": cat_id, "segmentation": _str(_rle(parts, h, w)), "score": score}
@@ -125,8 +129,17 @@ def make_coco_case(
                 segm = _str(rle)
             else:
                 segm = parts
-            anns.append({"id": ann_id, "image_id": image_id, "category_id": cat, "bbox": bbox, "area": area,
-                         "iscrowd": int(crowd), "segmentation": segm})
+            anns.append(
+                {
+                    "id": ann_id,
+                    "image_id": image_id,
+                    "category_id": cat,
+                    "bbox": bbox,
+                    "area": area,
+                    "iscrowd": int(crowd),
+                    "segmentation": segm,
+                }
+            )
             ann_id += 1
             # detections of this object
             n_det = int(rng.choice([0, 1, 1, 1, 2, 3]))
@@ -151,8 +164,12 @@ def make_coco_case(
             dt_bbox.append(box)
             if seg is not None:
                 dt_segm.append(seg)
-    gt = {"info": {"description": f"random case seed={seed}"}, "images": images, "annotations": anns,
-          "categories": categories}
+    gt = {
+        "info": {"description": f"random case seed={seed}"},
+        "images": images,
+        "annotations": anns,
+        "categories": categories,
+    }
     return {"gt": gt, "dt_bbox": dt_bbox, "dt_segm": dt_segm}
 
 
@@ -166,8 +183,17 @@ def make_lvis_case(seed: int = 0, num_images: int = 120, num_classes: int = 40, 
     rng = np.random.default_rng(seed + 7919)
     cat_ids = list(range(1, num_classes + 1))
     freqs = ["r", "c", "f"]
-    categories = [{"id": c, "name": f"lvis_{c}", "frequency": freqs[c % 3], "synset": f"s{c}", "image_count": 1,
-                   "instance_count": 1} for c in cat_ids]
+    categories = [
+        {
+            "id": c,
+            "name": f"lvis_{c}",
+            "frequency": freqs[c % 3],
+            "synset": f"s{c}",
+            "image_count": 1,
+            "instance_count": 1,
+        }
+        for c in cat_ids
+    ]
     images, anns, dt_bbox, dt_segm = [], [], [], []
     ann_id = 1
     for i in range(num_images):
@@ -183,28 +209,44 @@ def make_lvis_case(seed: int = 0, num_images: int = 120, num_classes: int = 40, 
             if area == 0:
                 continue
             present.add(cat)
-            anns.append({"id": ann_id, "image_id": image_id, "category_id": cat,
-                         "bbox": [float(v) for v in mask_util.toBbox(rle)], "area": area, "segmentation": parts})
+            anns.append(
+                {
+                    "id": ann_id,
+                    "image_id": image_id,
+                    "category_id": cat,
+                    "bbox": [float(v) for v in mask_util.toBbox(rle)],
+                    "area": area,
+                    "segmentation": parts,
+                }
+            )
             ann_id += 1
             for _ in range(int(rng.choice([0, 1, 1, 2]))):
                 det_cat = cat if rng.random() > 0.15 else int(rng.integers(1, num_classes + 1))
                 jittered = _jitter(rng, parts, 0.08 * np.sqrt(area) + 0.5, w, h)
-                box, seg = _dt_entries(image_id, det_cat, jittered, round(float(rng.beta(3, 1.5)), 2), w, h,
-                                       with_masks)
+                box, seg = _dt_entries(image_id, det_cat, jittered, round(float(rng.beta(3, 1.5)), 2), w, h, with_masks)
                 dt_bbox.append(box)
                 if seg is not None:
                     dt_segm.append(seg)
         absent = [c for c in cat_ids if c not in present]
         neg = sorted(rng.choice(absent, size=min(len(absent), int(rng.integers(0, 6))), replace=False).tolist())
         nel = sorted(c for c in present if rng.random() < 0.3)
-        images.append({"id": image_id, "width": w, "height": h, "coco_url": f"http://x/{image_id}.jpg",
-                       "neg_category_ids": [int(c) for c in neg], "not_exhaustive_category_ids": [int(c) for c in nel]})
+        images.append(
+            {
+                "id": image_id,
+                "width": w,
+                "height": h,
+                "coco_url": f"http://x/{image_id}.jpg",
+                "neg_category_ids": [int(c) for c in neg],
+                "not_exhaustive_category_ids": [int(c) for c in nel],
+            }
+        )
         n_fp = int(rng.integers(0, 8)) + (320 if i == 2 else 0)
         pool = list(present) + list(neg) + cat_ids[:3]
         for _ in range(n_fp):
             parts = _object(rng, w, h)
-            box, seg = _dt_entries(image_id, int(rng.choice(pool)), parts, round(float(rng.uniform(0, 0.9)), 2), w,
-                                   h, with_masks)
+            box, seg = _dt_entries(
+                image_id, int(rng.choice(pool)), parts, round(float(rng.uniform(0, 0.9)), 2), w, h, with_masks
+            )
             if box["bbox"][2] <= 0 or box["bbox"][3] <= 0:
                 continue
             dt_bbox.append(box)

@@ -33,8 +33,12 @@ def official_lvis(monkeypatch):
     return lvis
 
 
+@pytest.mark.parametrize("force_walk", [False, True])
 @pytest.mark.parametrize("iou_type", ["bbox", "segm"])
-def test_exact_parity_with_official_lvis(case, iou_type, official_lvis, tmp_path):
+def test_exact_parity_with_official_lvis(case, iou_type, force_walk, official_lvis, tmp_path, monkeypatch):
+    import forge.evaluation.coco as coco_mod
+
+    monkeypatch.setattr(coco_mod, "_FORCE_WALK", force_walk)  # also check the re-matching path of the fix
     gt_path = tmp_path / "lvis_gt.json"
     gt_path.write_text(json.dumps(case["gt"]))
     dts = case["dt_" + iou_type]
@@ -51,8 +55,11 @@ def test_exact_parity_with_official_lvis(case, iou_type, official_lvis, tmp_path
 
 
 def _tiny() -> dict:
-    cats = [{"id": 1, "name": "a", "frequency": "r"}, {"id": 2, "name": "b", "frequency": "f"},
-            {"id": 3, "name": "c", "frequency": "c"}]
+    cats = [
+        {"id": 1, "name": "a", "frequency": "r"},
+        {"id": 2, "name": "b", "frequency": "f"},
+        {"id": 3, "name": "c", "frequency": "c"},
+    ]
     return {
         "images": [
             {"id": 1, "width": 50, "height": 40, "neg_category_ids": [2], "not_exhaustive_category_ids": [1]},

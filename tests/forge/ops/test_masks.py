@@ -85,8 +85,11 @@ def test_area_box_iou():
     one[0, 2:5, 3:8] = True
     assert masks_to_boxes(one).tolist() == [[3.0, 2.0, 8.0, 5.0]]  # exclusive x2/y2
     ious = rle_iou(rles[:4], rles[:3])
-    ref = coco_mask.iou([{"size": r["size"], "counts": r["counts"].encode()} for r in rles[:4]],
-                        [{"size": r["size"], "counts": r["counts"].encode()} for r in rles[:3]], [0, 0, 0])
+    ref = coco_mask.iou(
+        [{"size": r["size"], "counts": r["counts"].encode()} for r in rles[:4]],
+        [{"size": r["size"], "counts": r["counts"].encode()} for r in rles[:3]],
+        [0, 0, 0],
+    )
     assert np.array_equal(ious, ref)
     assert rle_iou([], rles[:2]).shape == (0, 2)
 
@@ -98,8 +101,9 @@ def test_resize_and_paste():
     assert up.shape == (1, 8, 8) and up[0, :4, :4].all() and not up[0, 4:, :].any()
     assert resize_masks(torch.zeros((0, 4, 4)), (8, 8)).shape == (0, 8, 8)
     # a full box-relative mask fills exactly the box
-    pasted = paste_masks_in_boxes(torch.ones((2, 7, 7)), torch.tensor([[2.0, 3.0, 6.0, 5.0], [0.0, 0.0, 10.0, 8.0]]),
-                                  (8, 10))
+    pasted = paste_masks_in_boxes(
+        torch.ones((2, 7, 7)), torch.tensor([[2.0, 3.0, 6.0, 5.0], [0.0, 0.0, 10.0, 8.0]]), (8, 10)
+    )
     expect = torch.zeros((8, 10), dtype=torch.bool)
     expect[3:5, 2:6] = True
     assert torch.equal(pasted[0], expect)

@@ -1,0 +1,106 @@
+"""Official checkpoint conversion: key map, recognition, strictness, files, ImageNet backbone init."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torchvision
+
+from tests.yolact.official_fixtures import load_case, seeded_state_dict
+from yolact.convert import convert_state_dict, detect_model, load_model, main, map_official_key
+from yolact.model import Yolact
+
+
+def test_key_map_examples():
+    assert map_official_key("fpn.lat_layers.0.weight") == "fpn.lateral.2.weight"  # stored C5 first
+    assert map_official_key("fpn.pred_layers.2.bias") == "fpn.output.0.bias"
+    assert map_official_key("fpn.downsample_layers.1.weight") == "fpn.extra.1.weight"
+    assert map_official_key("fpn.downsample_layers.2.weight") is None  # surplus, dropped as the original
+    assert map_official_key("backbone.layer1.0.conv1.weight") is None  # legacy naming, dropped
+    assert map_official_key("backbone.layers.1.0.conv2.conv_offset_mask.weight") == \
+        "backbone.layer2.0.conv2.offset_mask.weight"
+    assert map_official_key("backbone.layers.3.2.downsample.1.running_var") == \
+        "backbone.layer4.2.downsample.1.running_var"
+    assert map_official_key("proto_net.8.weight") == "protonet.up_conv.weight"
+    assert map_official_key("prediction_layers.0.conf_layer.bias") == "head.cls.bias"
+    assert map_official_key("maskiou_net.maskiou_net.10.weight") == "maskiou_net.cls.weight"
+    assert map_official_key("backbone._preconv.1.running_mean", darknet=True) == "backbone.stem.bn.running_mean"
+    assert map_official_key("backbone.layers.2.0.0.weight", darknet=True) == "backbone.stages.2.0.conv.weight"
+    assert map_official_key("backbone.layers.2.5.conv2.1.bias", darknet=True) == \
+        "backbone.stages.2.5.conv2.bn.bias"
+    for bad in ("prediction_layers.1.conf_layer.weight", "proto_net.6.weight", "something.else"):
+        with pytest.raises(KeyError):
+            map_official_key(bad)
+
+
+@pytest.fixture(scope="module")
+def official_plus_r50(tmp_path_factory):
+    manifest, _ = load_case("yolact_plus_resnet50")
+    state = seeded_state_dict(manifest["state_dict"], 0)
+    path = tmp_path_factory.mktemp("ckpt") / "yolact_plus_resnet50_54_800000.pth"
+    legacy = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}  # older files lack them
+    legacy["backbone.layer1.0.conv1.weight"] = torch.zeros(1)  # legacy duplicate key, ignored
+    legacy["fpn.downsample_layers.2.weight"] = torch.zeros(1)  # v1.0 surplus level, ignored
+    torch.save(legacy, path)
+    return path, state
+
+
+def test_load_official_file_and_round_trip_through_our_format(official_plus_r50, tmp_path, capsys):
+    path, state = official_plus_r50
+    net, name = load_model(str(path))
+    assert name == "yolact_plus_resnet50" and net.maskiou_net is not None and net.num_anchors == 9
+    ref = convert_state_dict(state, darknet=False)
+    for k, v in ref.items():
+        assert torch.equal(net.state_dict()[k], v), k
+    out = tmp_path / "ours.pth"
+    assert main([str(path), str(out)]) == 0
+    assert "yolact_plus_resnet50" in capsys.readouterr().out
+    again, name2 = load_model(str(out))
+    assert name2 == "yolact_plus_resnet50"
+    x = torch.randn(1, 3, 256, 256)
+    with torch.no_grad():
+        a, b = net(x), again(x)
+    for k in ("boxes", "cls_logits", "coefs", "prototypes"):
+        assert torch.equal(a[k], b[k])
+
+
+def test_refuses_partial_or_foreign_checkpoints(official_plus_r50, tmp_path):
+    _, state = official_plus_r50
+    partial = dict(state)
+    partial.pop("prediction_layers.0.conf_layer.weight")
+    torch.save(partial, tmp_path / "partial.pth")
+    with pytest.raises(KeyError, match="missing"):
+        load_model(str(tmp_path / "partial.pth"))
+    extra = dict(state, **{"mystery.weight": torch.zeros(1)})
+    torch.save(extra, tmp_path / "extra.pth")
+    with pytest.raises(KeyError, match="unknown keys"):
+        load_model(str(tmp_path / "extra.pth"))
+    with pytest.raises(FileNotFoundError):
+        load_model(str(tmp_path / "nope.pth"))
+
+
+def test_recognition_from_manifests():
+    expected = {"yolact_base": "yolact_base", "yolact_resnet50": "yolact_resnet50",
+                "yolact_darknet53": "yolact_darknet53", "yolact_plus_base": "yolact_plus_base",
+                "yolact_plus_resnet50": "yolact_plus_resnet50", "yolact_im700": "yolact_base"}
+    for case, name in expected.items():
+        manifest, _ = load_case(case)
+        shapes = {k: torch.empty(0) for k in manifest["state_dict"]}
+        assert detect_model(shapes) == name
+    manifest, _ = load_case("yolact_im700")
+    assert detect_model(dict.fromkeys(manifest["state_dict"]), "weights/yolact_im700_54_800000.pth") == "yolact_im700"
+
+
+def test_backbone_from_torchvision_imagenet_checkpoint(tmp_path):
+    tv = torchvision.models.resnet50()
+    path = tmp_path / "resnet50-19c8e357.pth"
+    torch.save(tv.state_dict(), path)
+    net = Yolact(backbone="resnet50", backbone_checkpoint=str(path), dcn_layers=(0, 4, 6, 3))
+    ours = net.backbone.state_dict()
+    for k, v in tv.state_dict().items():
+        if not k.startswith("fc."):
+            assert torch.equal(ours[k], v), k  # DCN conv2 weights included
+    assert not net.backbone.layer2[0].conv2.offset_mask.weight.any()
+    torch.save({"conv1.weight": torch.zeros(1)}, tmp_path / "bad.pth")
+    with pytest.raises(KeyError, match="not a torchvision ResNet-50"):
+        net.backbone.load_imagenet(str(tmp_path / "bad.pth"))

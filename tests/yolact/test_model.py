@@ -1,0 +1,121 @@
+"""The mmengine model: modes, shapes, training step, prediction mapping, Hydra configs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from forge.data.structures import DetSample, ImageMeta, Instances
+from yolact.configs import OFFICIAL_MODELS, build_official
+from yolact.loss import YolactLoss
+from yolact.model import Yolact
+from yolact.postprocess import to_original
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def gt_sample(h: int, w: int) -> DetSample:
+    boxes = torch.tensor([[20.0, 30.0, 140.0, 200.0], [100.0, 60.0, 250.0, 180.0], [0.0, 0.0, 60.0, 60.0]])
+    masks = torch.zeros((3, h, w), dtype=torch.bool)
+    for i, (x1, y1, x2, y2) in enumerate(boxes.long().tolist()):
+        masks[i, y1:y2, x1:x2] = True
+    gt = Instances(boxes=boxes, labels=torch.tensor([0, 3, 7]), masks=masks,
+                   iscrowd=torch.tensor([False, False, True]))
+    return DetSample(meta=ImageMeta(image_id=1, ori_shape=(h, w), img_shape=(h, w), pad_shape=(h, w)), gt=gt)
+
+
+def test_tensor_mode_shapes_and_semantic_only_in_training():
+    net = build_official("yolact_resnet50", num_classes=5).eval()
+    x = torch.randn(2, 3, 128, 160)
+    with torch.no_grad():
+        out = net(x)
+    grids = [(16, 20), (8, 10), (4, 5), (2, 3), (1, 2)]
+    a = 3 * sum(h * w for h, w in grids)
+    assert out["boxes"].shape == (2, a, 4) and out["cls_logits"].shape == (2, a, 6)
+    assert out["coefs"].shape == (2, a, 32) and out["prototypes"].shape == (2, 32, 32, 40)
+    assert out["anchors"].shape == (a, 4) and "semantic" not in out
+    assert out["coefs"].abs().max() <= 1 and out["prototypes"].min() >= 0
+    net.train()
+    assert net(x)["semantic"].shape == (2, 5, 16, 20)
+
+
+def test_loss_mode_yolact_plus_backward():
+    torch.manual_seed(0)
+    net = build_official("yolact_plus_resnet50", num_classes=8).train()
+    sample = gt_sample(256, 256)
+    x = torch.randn(1, 3, 256, 256)
+    losses = net(x, [sample], mode="loss")
+    assert set(losses) == {"loss_cls", "loss_box", "loss_mask", "loss_semantic", "loss_maskiou"}
+    assert all(torch.isfinite(v) and v > 0 for v in losses.values())
+    sum(losses.values()).backward()
+    assert net.maskiou_net.cls.weight.grad is not None and net.head.cls.weight.grad.abs().sum() > 0
+    assert net.backbone.layer2[0].conv2.offset_mask.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="needs data_samples"):
+        net(x, None, mode="loss")
+    with pytest.raises(ValueError, match="unknown mode"):
+        net(x, mode="bogus")
+
+
+def test_predict_maps_to_original_image_with_padding():
+    # input 100x200 holding a resized 100x150 image (padding on the right); original 200x300 (scale 0.5)
+    protos = torch.ones((1, 25, 50)) * 4
+    det = {"boxes": torch.tensor([[0.1, 0.2, 0.3, 0.6]]), "labels": torch.tensor([2]),
+           "scores": torch.tensor([0.9]), "coefs": torch.ones((1, 1))}
+    meta = ImageMeta(image_id=0, ori_shape=(200, 300), img_shape=(100, 150), pad_shape=(100, 200),
+                     scale_factor=(0.5, 0.5))
+    pred = to_original(det, protos, meta, (100, 200))
+    # relative -> input px (20, 20, 60, 60) -> original px (40, 40, 120, 120)
+    torch.testing.assert_close(pred.boxes, torch.tensor([[40.0, 40.0, 120.0, 120.0]]))
+    assert pred.masks.shape == (1, 200, 300) and pred.masks.dtype == torch.bool
+    ys, xs = pred.masks[0].nonzero(as_tuple=True)
+    # crop (1 prototype cell = 8 original px of padding) then bilinear upsampling
+    assert 28 <= int(xs.min()) <= 36 and 124 <= int(xs.max()) <= 132
+    assert 28 <= int(ys.min()) <= 36 and 124 <= int(ys.max()) <= 132
+    assert pred.mask_scores is None and pred.labels.tolist() == [2]
+
+
+def test_predict_mode_returns_samples_in_original_coordinates():
+    net = build_official("yolact_resnet50", num_classes=3, conf_thresh=0.0).eval()
+    x = torch.randn(1, 3, 128, 128)
+    meta = ImageMeta(image_id=7, ori_shape=(60, 90), img_shape=(128, 128), pad_shape=(128, 128),
+                     scale_factor=(128 / 90, 128 / 60))
+    res = net(x, [DetSample(meta=meta)], mode="predict")
+    pred = res[0].pred
+    assert res[0].meta.image_id == 7 and 0 < len(pred.scores) <= 100
+    assert pred.masks.shape[1:] == (60, 90)
+    assert float(pred.boxes[:, 2].max()) <= 90 and float(pred.boxes[:, 3].max()) <= 60
+    assert float(pred.boxes.min()) >= 0
+    assert torch.all(pred.scores[:-1] >= pred.scores[1:])
+    for nms in ("cc_fast", "standard"):
+        net.test_cfg["nms"] = nms
+        assert len(net(x, mode="predict")[0].pred.scores) > 0
+
+
+def test_constructor_validation():
+    with pytest.raises(ValueError, match="nms must be"):
+        Yolact(backbone="resnet50", nms="soft")
+    with pytest.raises(ValueError, match="unknown backbone"):
+        Yolact(backbone="vgg16")
+    with pytest.raises(TypeError, match="YolactLoss-like"):
+        Yolact(backbone="resnet50", loss=torch.nn.CrossEntropyLoss())
+
+
+@pytest.mark.parametrize("name", sorted(OFFICIAL_MODELS))
+def test_hydra_model_configs_match_official_settings(name):
+    cfg = OmegaConf.create({
+        "dataset": {"num_classes": 80},
+        "loss": OmegaConf.load(ROOT / "configs/loss" / ("yolact_plus.yaml" if "plus" in name else "yolact.yaml")),
+        "model": OmegaConf.load(ROOT / "configs/model/yolact" / f"{name}.yaml"),
+    })
+    with torch.device("meta"):
+        net = instantiate(cfg.model, _convert_="partial")
+        ref = build_official(name)
+    assert isinstance(net.loss_module, YolactLoss) and net.loss_module.mask_weight == 6.125
+    assert net.loss_module.box_weight == 1.5 and net.loss_module.maskiou_weight == 25
+    assert net.scales == ref.scales and net.square_anchors == ref.square_anchors and net.max_size == ref.max_size
+    assert {k: tuple(v.shape) for k, v in net.state_dict().items()} == \
+        {k: tuple(v.shape) for k, v in ref.state_dict().items()}
