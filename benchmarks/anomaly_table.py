@@ -66,13 +66,16 @@ def _minmax(X: np.ndarray) -> np.ndarray:
     return (X - X.min(0)) / np.where(rng > 0, rng, 1.0)
 
 
-def _datasets(selection: str | None) -> list[tuple[str, np.ndarray, np.ndarray]]:
+def _datasets(selection: str | None, exclude: str | None = None) -> list[tuple[str, np.ndarray, np.ndarray]]:
     out = [("breast_cancer", *load_breast_cancer())]
     for f in list_adbench():
         out.append((f.stem, *load_npz(f)))
     if selection and selection != "all":
         keys = [s.strip().lower() for s in selection.split(",") if s.strip()]
         out = [d for d in out if any(k in d[0].lower() for k in keys)]
+    if exclude:
+        keys = [s.strip().lower() for s in exclude.split(",") if s.strip()]
+        out = [d for d in out if not any(k in d[0].lower() for k in keys)]
     return out
 
 
@@ -103,11 +106,9 @@ def run_gaal(args) -> tuple[str, dict]:
     from anomaly.gaal import MOGAAL, SOGAAL
 
     torch.set_num_threads(1)
-    methods = ["SO-GAAL (ours)", "MO-GAAL (ours)", "PyOD SO_GAAL 1-D", "PyOD SO_GAAL shipped", "PyOD MO_GAAL 1-D",
-               "PyOD MO_GAAL shipped", "kNN", "LOF", "IForest", "OCSVM"]
+    methods = GAAL_METHODS
     raw: dict = {}
-    stops: dict = {}
-    for name, X, y in _datasets(args.datasets):
+    for name, X, y in _datasets(args.datasets, args.exclude):
         Xs = _minmax(X)
         res = {m: {"auc": [], "time": []} for m in methods}
 
@@ -116,7 +117,6 @@ def run_gaal(args) -> tuple[str, dict]:
             res[m]["time"].append(t)
 
         se = dict(zip(("SO", "MO"), _stop_epochs(name, args)))
-        stops[name] = se
         for seed in range(args.seeds):
             for cls, m in ((SOGAAL, "SO-GAAL (ours)"), (MOGAAL, "MO-GAAL (ours)")):
                 model, t = _timed(cls(stop_epochs=se[m[:2]], random_state=seed, progress=False, device="cpu").fit, Xs)
@@ -138,26 +138,41 @@ def run_gaal(args) -> tuple[str, dict]:
                 if len(Xs) <= args.max_n_ocsvm:
                     model, t = _timed(OCSVM().fit, Xs)
                     add("OCSVM", roc_auc(y, model.decision_scores_), t)
-        raw[name] = {"shape": list(X.shape), "n_outliers": int(y.sum()), **res}
+        raw[name] = {"shape": list(X.shape), "n_outliers": int(y.sum()), "seeds": args.seeds,
+                     "stop_epochs": se, **res}
         print(f"[gaal] {name} {X.shape}: " + ", ".join(f"{m} {_ms(r['auc'])}" for m, r in res.items()), flush=True)
+        if args.json:  # partial results survive an interrupted run
+            Path(args.json).write_text(json.dumps({"gaal": raw}, indent=1, default=float))
+    return render_gaal(raw, args), raw
 
-    head = "| data set | n × d | " + " | ".join(methods) + " |"
-    stop_note = (f"stop_epochs (SO/MO) from the official PARAMETERS.txt where listed, else {args.stop_epochs}: "
-                 + ", ".join(f"{k} {v['SO']}/{v['MO']}" for k, v in stops.items())
-                 if args.paper_stop_epochs else f"stop_epochs = {args.stop_epochs} for all GAAL models")
-    lines = [f"ROC-AUC, mean ± std over {args.seeds} seeds (kNN/LOF/OCSVM deterministic: one fit); "
-             f"{stop_note}; inputs min-max scaled.", "",
-             head, "|" + "---|" * (len(methods) + 2)]
+
+GAAL_METHODS = ["SO-GAAL (ours)", "MO-GAAL (ours)", "PyOD SO_GAAL 1-D", "PyOD SO_GAAL shipped", "PyOD MO_GAAL 1-D",
+                "PyOD MO_GAAL shipped", "kNN", "LOF", "IForest", "OCSVM"]
+
+
+def render_gaal(raw: dict, args) -> str:
+    """Markdown tables (AUC, fit time) from the raw per-data-set results of :func:`run_gaal`."""
+    methods = GAAL_METHODS
+
+    def first_cols(name: str, r: dict) -> str:
+        se = r.get("stop_epochs") or {"SO": args.stop_epochs, "MO": args.stop_epochs}
+        return f"| {name} | {r['shape'][0]} × {r['shape'][1]} | {r.get('seeds', args.seeds)} | {se['SO']}/{se['MO']} | "
+
+    head = "| data set | n × d | seeds | stop SO/MO | " + " | ".join(methods) + " |"
+    rule = "|" + "---|" * (len(methods) + 4)
+    lines = ["ROC-AUC, mean ± std over seeds (kNN/LOF/OCSVM are deterministic: one fit; OCSVM skipped above "
+             f"{args.max_n_ocsvm} samples); 'stop SO/MO' = stop_epochs of the GAAL models (3x as many epochs); "
+             "inputs min-max scaled; 'PyOD … shipped' = PyOD's decision_scores_ as returned (raw D(x)), "
+             "'1-D' = the same fits with the sign corrected.", "", head, rule]
     for name, r in raw.items():
-        lines.append(f"| {name} | {r['shape'][0]} × {r['shape'][1]} | "
-                     + " | ".join(_ms(r[m]["auc"]) for m in methods) + " |")
+        lines.append(first_cols(name, r) + " | ".join(_ms(r[m]["auc"]) for m in methods) + " |")
     means = {m: np.nanmean([np.mean(r[m]["auc"]) if r[m]["auc"] else np.nan for r in raw.values()]) for m in methods}
-    lines.append("| **mean** | | " + " | ".join(f"**{means[m]:.3f}**" for m in methods) + " |")
-    lines += ["", "Fit time (s, mean over seeds):", "", head, "|" + "---|" * (len(methods) + 2)]
+    lines.append("| **mean** | | | | " + " | ".join(f"**{means[m]:.3f}**" for m in methods) + " |")
+    lines += ["", "Fit time (s, mean over seeds):", "", head, rule]
     for name, r in raw.items():
-        lines.append(f"| {name} | {r['shape'][0]} × {r['shape'][1]} | "
+        lines.append(first_cols(name, r)
                      + " | ".join(f"{np.mean(r[m]['time']):.2f}" if r[m]["time"] else "—" for m in methods) + " |")
-    return "\n".join(lines), raw
+    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------------------------------------------- Rglasso
@@ -245,7 +260,7 @@ def run_real(args) -> tuple[str, dict]:
 
     methods = ["Rglasso (ours)", "MinCovDet", "EllipticEnvelope", "RPCA (PCP)", "Empirical cov."]
     raw: dict = {}
-    for name, X, y in _datasets(args.datasets):
+    for name, X, y in _datasets(args.datasets, args.exclude):
         X = X[:, X.std(0) > 0]
         Xs = (X - X.mean(0)) / X.std(0)
         r: dict = {}
@@ -289,9 +304,21 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--dims", default="50,100,200", help="Rglasso synthetic dimensions")
     ap.add_argument("--rho", type=float, default=0.2)
     ap.add_argument("--lam", type=float, default=1.0)
+    ap.add_argument("--exclude", help="comma-separated substrings of data set names to leave out")
+    ap.add_argument("--render-gaal", nargs="+", metavar="JSON",
+                    help="only print the GAAL table merged from the --json files of earlier runs")
     ap.add_argument("--out", help="also write the markdown tables here")
     ap.add_argument("--json", help="also write the raw numbers here")
     args = ap.parse_args(argv)
+    if args.render_gaal:
+        merged: dict = {}
+        for f in args.render_gaal:
+            merged.update(json.loads(Path(f).read_text())["gaal"])
+        text = render_gaal(merged, args)
+        print(text)
+        if args.out:
+            Path(args.out).write_text(text + "\n")
+        return
     if args.part in ("gaal", "real", "all") and not ADBENCH_DIR.exists():
         print(f"note: shared ADBench folder {ADBENCH_DIR} is absent; only breast_cancer is used", file=sys.stderr)
     machine = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, "

@@ -341,6 +341,7 @@ def main(argv=None) -> None:
     ap.add_argument("--reference-out", type=Path, default=None, help="write CrowdDet's full-precision numbers here")
     ap.add_argument("--no-timing", action="store_true", help="only write the case / reference numbers")
     ap.add_argument("--repeat", type=int, default=1, help="runs of ours (best is reported)")
+    ap.add_argument("--matching", default="blossom", choices=["blossom", "hungarian"], help="our JI matching option")
     args = ap.parse_args(argv)
 
     t0 = time.perf_counter()
@@ -370,7 +371,7 @@ def main(argv=None) -> None:
             best = float("inf")
             for _ in range(args.repeat):
                 t = time.perf_counter()
-                ours = evaluate_files(paths["gt"], paths[key], key)
+                ours = evaluate_files(paths["gt"], paths[key], key, matching=args.matching)
                 best = min(best, time.perf_counter() - t)
             row = {"box_type": key, "ours_s": best, "ours": {k: ours[k] for k in ("AP", "MR-2", "JI", "recall")}}
             if args.crowddet is not None:
@@ -383,8 +384,9 @@ def main(argv=None) -> None:
             print(f"wrote {args.reference_out}")
     if not rows:
         return
+    print(f"\nours: evaluate_files(..., matching={args.matching!r}), reading included, best of {args.repeat}")
     print(
-        f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
         f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '-')}, python {platform.python_version()}"
     )
     print(

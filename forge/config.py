@@ -22,6 +22,28 @@ PATH_KEYS = ("root", "data_root", "ann_file", "img_prefix", "path")
 CONFIG_FILENAME = "config.yaml"
 
 
+def autoscale_iters(iters: Any, *, _root_: DictConfig) -> int:
+    """``${forge.autoscale_iters:N}``: an iteration count of a schedule written for ``schedule.base_batch_size``.
+
+    With ``schedule.autoscale_iters: true`` it is ``N * base_batch_size / total_batch`` (floored, at least 1), where
+    ``total_batch = batch_size * WORLD_SIZE * accumulative_counts`` (``WORLD_SIZE``/``SLURM_NTASKS`` from the
+    environment, as set by torchrun/srun): the original YOLACT's ``--autoscale``, which divides ``max_iter`` and the
+    LR steps by ``batch_size / 8`` while the runner multiplies the lr by it. Otherwise ``N`` unchanged.
+    """
+    schedule = _root_.get("schedule")
+    n = int(iters)
+    if schedule is None or not schedule.get("autoscale_iters", False):
+        return n
+    world = int(os.environ.get("WORLD_SIZE", os.environ.get("SLURM_NTASKS", 1)))
+    total = int(schedule.batch_size) * world * int(schedule.get("accumulative_counts", 1))
+    base = float(schedule.get("base_batch_size", total))
+    return max(1, int(n * base / total))
+
+
+if not OmegaConf.has_resolver("forge.autoscale_iters"):
+    OmegaConf.register_new_resolver("forge.autoscale_iters", autoscale_iters)
+
+
 class ConfigError(ValueError):
     """A composed config has a value that cannot work. The message names every key at fault."""
 

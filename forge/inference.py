@@ -21,11 +21,43 @@ def find_config(checkpoint: str, config: str | None = None) -> str:
     return path
 
 
-def load_state_dict(checkpoint: str) -> dict:
-    """The model weights of a forge/mmengine checkpoint (``state_dict`` entry) or of a bare state dict."""
+# what mmengine puts beside the weights (its message hub's history buffers hold numpy values); nothing else is allowed
+_MMENGINE_GLOBALS = {
+    "builtins.getattr",
+    "numpy.dtype",
+    "numpy._core.multiarray.scalar",
+    "numpy._core.multiarray._reconstruct",
+    "numpy.ndarray",
+    "mmengine.logging.history_buffer.HistoryBuffer",
+}
+
+
+def safe_load(checkpoint: str):
+    """``torch.load(weights_only=True)``, also accepting the few mmengine/numpy types of forge's own checkpoints."""
     if not os.path.isfile(checkpoint):
         raise FileNotFoundError(f"checkpoint {checkpoint!r} does not exist")
-    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    unsafe = set(torch.serialization.get_unsafe_globals_in_checkpoint(checkpoint))
+    if not unsafe:
+        return torch.load(checkpoint, map_location="cpu", weights_only=True)
+    if not unsafe <= _MMENGINE_GLOBALS:
+        raise ValueError(
+            f"{checkpoint!r} needs code to load ({sorted(unsafe - _MMENGINE_GLOBALS)}); refusing to unpickle it"
+        )
+    import builtins
+
+    import numpy as np
+    from mmengine.logging.history_buffer import HistoryBuffer
+
+    allowed = [builtins.getattr, np.dtype, np.ndarray, np._core.multiarray.scalar, np._core.multiarray._reconstruct,
+               HistoryBuffer]
+    allowed += [type(np.dtype(t)) for t in ("float32", "float64", "int64", "int32", "bool")]
+    with torch.serialization.safe_globals(allowed):
+        return torch.load(checkpoint, map_location="cpu", weights_only=True)
+
+
+def load_state_dict(checkpoint: str) -> dict:
+    """The model weights of a forge/mmengine checkpoint (``state_dict`` entry) or of a bare state dict."""
+    ckpt = safe_load(checkpoint)
     state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(state, dict):
         raise ValueError(f"{checkpoint!r} holds no state dict")

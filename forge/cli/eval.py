@@ -93,7 +93,10 @@ def main(argv: list[str] | None = None) -> None:
             msg = f"{err.filename}: {msg}"
         print(f"forge-eval: error: {msg}", file=sys.stderr, flush=True)
         sys.exit(2)
-    print(text, flush=True)
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:  # e.g. `forge-eval ... | head`
+        sys.stderr.close()
     if args.json:
         try:
             with open(args.json, "w") as f:

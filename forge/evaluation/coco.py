@@ -4,8 +4,8 @@ Pure functions (they also back ``forge-eval coco``)::
 
     evaluate_coco(gt, results, iou_type='bbox', *, img_ids=None, classwise=False, max_dets=(1, 10, 100)) -> dict
     detections_to_coco(image_id, det, label_to_cat_id) -> (bbox_results, segm_results)
-    load_results(results, name=None) -> list[dict]
-    format_coco_table(summary, title='') -> str
+    load_results(results, name=None) -> (list[dict], source_name)
+    format_coco_table(summary, names=COCO_SUMMARY_NAMES, title='') -> str
     format_classwise_table(per_class) -> str
 
 ``evaluate_coco`` returns the 12 numbers of ``pycocotools.COCOeval.summarize`` under :data:`COCO_SUMMARY_NAMES`
@@ -208,6 +208,7 @@ def _run_engine(
     img_ids: Sequence[int] | None,
     max_dets: Sequence[int],
     lvis: bool = False,
+    cat_ids: Sequence[int] | None = None,
 ):
     """Evaluate with faster-coco-eval; returns the ``COCOeval_faster`` object after accumulate + precision fix.
 
@@ -223,6 +224,8 @@ def _run_engine(
     ev = COCOeval_faster(gt_api, dt_api, iou_type, print_function=_silent, lvis_style=lvis)
     if img_ids is not None:
         ev.params.imgIds = sorted({int(i) for i in img_ids})
+    if cat_ids is not None:
+        ev.params.catIds = sorted({int(c) for c in cat_ids})
     ev.params.maxDets = [int(m) for m in max_dets]
     ev.evaluate()
     ev.accumulate()
@@ -525,6 +528,17 @@ def _per_class(ev, coco: CocoAnnotations) -> list[dict]:
     return out
 
 
+def _check_ids(coco: CocoAnnotations, img_ids: Sequence[int] | None, cat_ids: Sequence[int] | None) -> None:
+    if img_ids is not None:
+        unknown = [i for i in img_ids if i not in coco.images]
+        if unknown:
+            raise ResultsError(f"{coco.source}: image ids {unknown[:5]} are not in the ground truth")
+    if cat_ids is not None:
+        unknown = [c for c in cat_ids if c not in coco.cats]
+        if unknown:
+            raise ResultsError(f"{coco.source}: category ids {unknown[:5]} are not in the ground truth")
+
+
 def evaluate_coco(
     gt: str | os.PathLike | dict | CocoAnnotations,
     results: str | os.PathLike | Sequence[dict],
@@ -533,6 +547,7 @@ def evaluate_coco(
     img_ids: Sequence[int] | None = None,
     classwise: bool = False,
     max_dets: Sequence[int] = (1, 10, 100),
+    cat_ids: Sequence[int] | None = None,
 ) -> dict:
     """COCO AP of ``results`` against ``gt``, identical to pycocotools' ``COCOeval`` (evaluate/accumulate/summarize).
 
@@ -543,6 +558,7 @@ def evaluate_coco(
         img_ids: evaluate only these images (default: every ground-truth image).
         classwise: add ``per_class`` (see the module docstring).
         max_dets: pycocotools' ``maxDets`` (three values; the last one is used for AP).
+        cat_ids: evaluate only these categories (default: all; a dataset trained on a class subset).
 
     Returns:
         ``{name: value for name in COCO_SUMMARY_NAMES}`` plus ``stats`` (the same 12 numbers, in order),
@@ -559,11 +575,8 @@ def evaluate_coco(
         coco = _load_gt(gt)
         dets, src = load_results(results)
         _check_results(dets, coco, iou_type, src)
-        if img_ids is not None:
-            unknown = [i for i in img_ids if i not in coco.images]
-            if unknown:
-                raise ResultsError(f"{coco.source}: image ids {unknown[:5]} are not in the ground truth")
-        ev = _run_engine(coco.dataset, dets, iou_type, img_ids, max_dets)
+        _check_ids(coco, img_ids, cat_ids)
+        ev = _run_engine(coco.dataset, dets, iou_type, img_ids, max_dets, cat_ids=cat_ids)
     stats = _coco_summary(ev)
     out: dict[str, Any] = dict(zip(COCO_SUMMARY_NAMES, stats))
     out["stats"] = stats
@@ -871,8 +884,10 @@ def _define_coco_metric() -> type:
         def _round(self, v: float) -> float:
             return float(v) if self.round_digits is None else round(float(v), self.round_digits)
 
-        def _evaluate(self, gt: CocoAnnotations, dets: list[dict], iou_type: str, img_ids: list[int]) -> dict:
-            return evaluate_coco(gt, dets, iou_type, img_ids=img_ids, classwise=self.classwise, max_dets=self.max_dets)
+        def _evaluate(self, gt, dets: list[dict], iou_type: str, img_ids: list[int], cat_ids: list[int]) -> dict:
+            return evaluate_coco(
+                gt, dets, iou_type, img_ids=img_ids, classwise=self.classwise, max_dets=self.max_dets, cat_ids=cat_ids
+            )
 
         _summary_names = COCO_SUMMARY_NAMES
 
@@ -889,7 +904,7 @@ def _define_coco_metric() -> type:
             img_ids = [r["img_id"] for r in results]
             out: dict[str, float] = {}
             for m in self.metrics:
-                res = self._evaluate(gt, jsons[m], m, img_ids)
+                res = self._evaluate(gt, jsons[m], m, img_ids, cat_ids)
                 print_log(
                     "\n" + format_coco_table(res, self._summary_names, title=f"{self.default_prefix} {m}"),
                     logger="current",

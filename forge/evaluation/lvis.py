@@ -34,7 +34,7 @@ import numpy as np
 
 from forge.data.coco_reader import LvisAnnotations
 from forge.evaluation.coco import (
-    ResultsError,
+    _check_ids,
     _check_results,
     _gc_paused,
     _load_gt,
@@ -124,6 +124,7 @@ def evaluate_lvis(
     max_dets: int = 300,
     img_ids: Sequence[int] | None = None,
     classwise: bool = False,
+    cat_ids: Sequence[int] | None = None,
 ) -> dict:
     """LVIS AP of ``results`` against ``gt``, identical to ``lvis-api``'s ``LVISEval`` (see the module docstring).
 
@@ -134,21 +135,19 @@ def evaluate_lvis(
         max_dets: detections kept per image (official: 300).
         img_ids: evaluate only these images (default: all).
         classwise: add ``per_class``.
+        cat_ids: evaluate only these categories (default: all).
     """
     if iou_type not in ("bbox", "segm"):
         raise ValueError(f"iou_type must be 'bbox' or 'segm', got {iou_type!r}")
     with _gc_paused():
-        return _evaluate_lvis(gt, results, iou_type, max_dets, img_ids, classwise)
+        return _evaluate_lvis(gt, results, iou_type, max_dets, img_ids, classwise, cat_ids)
 
 
-def _evaluate_lvis(gt, results, iou_type: str, max_dets: int, img_ids, classwise: bool) -> dict:
+def _evaluate_lvis(gt, results, iou_type: str, max_dets: int, img_ids, classwise: bool, cat_ids) -> dict:
     lvis = _load_gt(gt, LvisAnnotations)
     dets, src = load_results(results)
     _check_results(dets, lvis, iou_type, src)
-    if img_ids is not None:
-        unknown = [i for i in img_ids if i not in lvis.images]
-        if unknown:
-            raise ResultsError(f"{lvis.source}: image ids {unknown[:5]} are not in the ground truth")
+    _check_ids(lvis, img_ids, cat_ids)
     if max_dets >= 0:
         dets = _limit_per_image(dets, int(max_dets))
     areas = _result_areas(dets)
@@ -160,7 +159,7 @@ def _evaluate_lvis(gt, results, iou_type: str, max_dets: int, img_ids, classwise
     known = {(a["image_id"], a["category_id"]) for a in dataset["annotations"]}
     known.update((img["id"], c) for img in dataset["images"] for c in img["neg_category_ids"])
     dets = [d for d in dets if (d["image_id"], d["category_id"]) in known]
-    ev = _run_engine(dataset, dets, iou_type, img_ids, [int(max_dets)], lvis=True)
+    ev = _run_engine(dataset, dets, iou_type, img_ids, [int(max_dets)], lvis=True, cat_ids=cat_ids)
     stats = _lvis_summary(ev, lvis)
     out: dict[str, Any] = dict(zip(LVIS_SUMMARY_NAMES, stats))
     out["stats"] = stats
@@ -216,8 +215,16 @@ def _define_lvis_metric() -> type:
             )
             self.max_dets = int(max_dets)
 
-        def _evaluate(self, gt, dets: list[dict], iou_type: str, img_ids: list[int]) -> dict:
-            return evaluate_lvis(gt, dets, iou_type, max_dets=self.max_dets, img_ids=img_ids, classwise=self.classwise)
+        def _evaluate(self, gt, dets: list[dict], iou_type: str, img_ids: list[int], cat_ids: list[int]) -> dict:
+            return evaluate_lvis(
+                gt,
+                dets,
+                iou_type,
+                max_dets=self.max_dets,
+                img_ids=img_ids,
+                classwise=self.classwise,
+                cat_ids=cat_ids,
+            )
 
     LvisMetric.__module__ = __name__
     LvisMetric.__qualname__ = "LvisMetric"

@@ -202,3 +202,24 @@ def test_submitit_local_sweep(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     for run in ("0", "1"):
         assert os.path.isfile(sweep / run / "metrics.json"), os.listdir(sweep)
+
+
+def test_forge_infer_dynvit(tmp_path):
+    import numpy as np
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    work = tmp_path / "run"
+    run_train(compose_cfg(fast_digits(str(work), epochs=1)))
+    ckpt = open(work / "last_checkpoint").read().strip()
+    digit = load_digits().images[0]  # a zero, drawn dark-on-light as a user would
+    Image.fromarray((255 - digit / 16 * 255).astype(np.uint8)).resize((64, 64)).save(tmp_path / "d.png")
+    out = run_cli("forge-infer", ["dynvit", str(tmp_path / "d.png"), "--checkpoint", ckpt, "--out",
+                                  str(tmp_path / "pred.png"), "--json", str(tmp_path / "p.json")])
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert os.path.getsize(tmp_path / "pred.png") > 1000
+    top = json.load(open(tmp_path / "p.json"))[str(tmp_path / "d.png")]
+    assert len(top) == 5 and abs(sum(p for _, p in top) - 1.0) < 0.5
+    bad = run_cli("forge-infer", ["dynvit", str(tmp_path / "d.png"), "--checkpoint", str(tmp_path / "none.pth"),
+                                  "--out", str(tmp_path / "x.png")])
+    assert bad.returncode == 2 and "does not exist" in bad.stderr

@@ -42,7 +42,7 @@ def reference(case):
     return get
 
 
-def _pycocotools(gt: dict, dts: list, iou_type: str, img_ids=None):
+def _pycocotools(gt: dict, dts: list, iou_type: str, img_ids=None, cat_ids=None):
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
@@ -53,6 +53,8 @@ def _pycocotools(gt: dict, dts: list, iou_type: str, img_ids=None):
         ev = COCOeval(coco, coco.loadRes(copy.deepcopy(dts)), iou_type)
         if img_ids is not None:
             ev.params.imgIds = img_ids
+        if cat_ids is not None:
+            ev.params.catIds = cat_ids
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
@@ -97,11 +99,15 @@ def test_parity_through_the_rematching_path(case, reference, iou_type, monkeypat
     assert ours["stats"] == [float(s) for s in ref.stats]
 
 
-def test_image_subset_matches_pycocotools(case):
+def test_image_and_category_subsets_match_pycocotools(case):
     img_ids = [img["id"] for img in case["gt"]["images"][::3]]
-    ref = _pycocotools(case["gt"], case["dt_bbox"], "bbox", img_ids=img_ids)
-    ours = evaluate_coco(case["gt"], case["dt_bbox"], "bbox", img_ids=img_ids)
+    cat_ids = sorted(c["id"] for c in case["gt"]["categories"])[::2]
+    ref = _pycocotools(case["gt"], case["dt_bbox"], "bbox", img_ids=img_ids, cat_ids=cat_ids)
+    ours = evaluate_coco(case["gt"], case["dt_bbox"], "bbox", img_ids=img_ids, cat_ids=cat_ids, classwise=True)
     assert ours["stats"] == [float(s) for s in ref.stats]
+    assert [c["category_id"] for c in ours["per_class"]] == cat_ids
+    with pytest.raises(ResultsError, match=r"category ids \[12345\] are not in the ground truth"):
+        evaluate_coco(case["gt"], [], "bbox", cat_ids=[12345])
 
 
 def _tiny_gt() -> dict:
