@@ -11,8 +11,8 @@ import torch.nn.functional as F
 
 from forge.data.structures import DetSample, ImageMeta
 from tests.yolact.official_fixtures import load_case, seeded_input, seeded_state_dict
-from yolact.configs import official_kwargs
 from yolact.anchors import make_anchors
+from yolact.configs import official_kwargs
 from yolact.convert import build_for_state, convert_state_dict, detect_model
 from yolact.model import Yolact
 from yolact.postprocess import detect_single
