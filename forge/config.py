@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
 
 ENGINES = ("runner", "fit")
 DEVICES = ("auto", "cpu", "cuda")
@@ -48,11 +49,19 @@ class ConfigError(ValueError):
     """A composed config has a value that cannot work. The message names every key at fault."""
 
 
+class _Missing:
+    """A mandatory value (``???``) that was not given, or an interpolation that points at one."""
+
+
 def _walk(node: Any, prefix: str) -> Iterator[tuple[str, Any]]:
     if isinstance(node, DictConfig):
         for key in node.keys():
-            value = node._get_node(key)._value() if OmegaConf.is_missing(node, key) else node[key]
-            yield from _walk(value, f"{prefix}.{key}")
+            try:
+                value = _Missing() if OmegaConf.is_missing(node, key) else node[key]
+            except (MissingMandatoryValue, InterpolationResolutionError):
+                value = _Missing()
+            if not isinstance(value, _Missing):
+                yield from _walk(value, f"{prefix}.{key}")
             yield f"{prefix}.{key}", value
     elif isinstance(node, ListConfig):
         for i, value in enumerate(node):
@@ -84,15 +93,27 @@ def _check_choice(cfg: DictConfig, key: str, choices: tuple, errors: list[str]) 
         errors.append(f"{key}={value!r} is invalid: valid choices are {', '.join(map(str, choices))}")
 
 
-def validate(cfg: DictConfig) -> None:
-    """Raise :class:`ConfigError` listing every problem found in a composed training/test config."""
+# dataset splits each command reads (a test machine may hold only the evaluation data)
+_SPLITS = {"train": ("train", "val", "evaluator"), "test": ("test", "val", "evaluator"), "fit": ()}
+
+
+def validate(cfg: DictConfig, mode: str = "train") -> None:
+    """Raise :class:`ConfigError` listing every problem found in a composed config.
+
+    ``mode`` (``'train'``, ``'test'``) selects which dataset splits must exist on disk.
+    """
     errors: list[str] = []
     _check_choice(cfg, "engine", ENGINES, errors)
     _check_choice(cfg, "runtime.device", DEVICES, errors)
     _check_choice(cfg, "launcher.name", LAUNCHERS, errors)
     seed = _number(cfg, "seed")
-    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         errors.append(f"seed={seed!r} is invalid: must be a non-negative integer")
+    if OmegaConf.select(cfg, "runtime.device", default="auto") == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            errors.append("runtime.device='cuda' is invalid: no CUDA device is available (use auto or cpu)")
 
     if cfg.get("engine", "runner") == "runner" and cfg.get("schedule") is not None:
         for key in ("schedule.lr", "schedule.base_batch_size"):
@@ -112,7 +133,16 @@ def validate(cfg: DictConfig) -> None:
 
     dataset = cfg.get("dataset")
     if isinstance(dataset, DictConfig):
+        used = _SPLITS.get(mode if cfg.get("engine", "runner") == "runner" else "fit", ())
         for key, value in _walk(dataset, "dataset"):
+            parts = key.split(".")
+            split = parts[1].split("[", 1)[0] if len(parts) > 2 else None
+            if split in ("train", "val", "test", "evaluator") and split not in used:
+                continue
+            if isinstance(value, _Missing):
+                if len(parts) == 2 or split in used:
+                    errors.append(f"{key} is required: set it on the command line, e.g. {key}=...")
+                continue
             leaf = key.rsplit(".", 1)[-1]
             if leaf in PATH_KEYS and isinstance(value, str) and value and not os.path.exists(value):
                 errors.append(f"{key}={value!r} does not exist (check the path or override it, e.g. {key}=/path)")
@@ -122,6 +152,10 @@ def validate(cfg: DictConfig) -> None:
 
         if not torch.cuda.is_available() or OmegaConf.select(cfg, "runtime.device", default="auto") == "cpu":
             errors.append("runtime.amp=true needs a CUDA device (mixed precision is CUDA-only here); use runtime.amp=false")
+
+    top_missing = [e for e in errors if e.count(".") == 1 and "is required" in e]
+    if top_missing:  # interpolations of a missing value would repeat the same message
+        errors = [e for e in errors if "is required" not in e or e in top_missing]
 
     resume = cfg.get("resume", False)
     if resume not in (None, False, True, "auto") and not (isinstance(resume, str) and os.path.isfile(resume)):

@@ -39,6 +39,12 @@ def init_distributed(launcher: str, backend: str = "auto", timeout_s: int = 1800
     available, gloo otherwise.
     """
     if launcher == "local":
+        for key in ("WORLD_SIZE", "SLURM_NTASKS"):
+            if int(os.environ.get(key, "1")) > 1:
+                raise RuntimeError(
+                    f"{key}={os.environ[key]} but launcher=local: every process would train alone into the same "
+                    "folder; pass launcher=torchrun (tools/dist_train.sh) or launcher=slurm"
+                )
         return False
     if dist.is_available() and dist.is_initialized():
         return True
@@ -72,9 +78,11 @@ def parameters_in_sync(module: torch.nn.Module, atol: float = 0.0) -> bool:
     """True when every rank holds the same parameters (max abs deviation from rank 0 <= ``atol``)."""
     if get_world_size() == 1:
         return True
-    flat = torch.cat([p.detach().float().reshape(-1).cpu() for p in module.parameters()])
+    # NCCL only reduces CUDA tensors
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+    flat = torch.cat([p.detach().float().reshape(-1).to(device) for p in module.parameters()])
     reference = flat.clone()
     dist.broadcast(reference, src=0)
-    deviation = torch.tensor([(flat - reference).abs().max().item() if flat.numel() else 0.0])
+    deviation = torch.tensor([(flat - reference).abs().max().item() if flat.numel() else 0.0], device=device)
     dist.all_reduce(deviation, op=dist.ReduceOp.MAX)
     return bool(deviation.item() <= atol)

@@ -165,3 +165,27 @@ class ValImageHook(Hook):
 
         step = runner.epoch if self.by_epoch else runner.iter
         runner.visualizer.add_image("val_predictions", make_grid(self._images), step=step)
+
+
+class WandbValHook(Hook):
+    """Log validation metrics to Weights & Biases as ``val/<metric>`` against their own ``epoch``/``iter`` axis.
+
+    mmengine's wandb backend logs every scalar at wandb's internal step (it ignores ``step``) and strips the
+    ``val/`` prefix, so validation curves would share the training-iteration axis; ``forge.tracking`` declares
+    ``val/*`` with ``step_metric`` = ``epoch`` (or ``iter``), and this hook supplies that axis.
+    """
+
+    priority = "LOW"
+
+    def __init__(self, by_epoch: bool = True) -> None:
+        self.step_key = "epoch" if by_epoch else "iter"
+
+    def after_val_epoch(self, runner, metrics=None) -> None:
+        if not metrics or not is_main_process():
+            return
+        backend = runner.visualizer.get_backend("WandbVisBackend")
+        if backend is None:
+            return
+        record = {f"val/{k}": float(v) for k, v in metrics.items() if isinstance(v, int | float | np.floating)}
+        record[self.step_key] = runner.epoch if self.step_key == "epoch" else runner.iter
+        backend.experiment.log(record)

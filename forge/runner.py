@@ -33,13 +33,12 @@ from mmengine.hooks import (
 )
 from mmengine.optim import AmpOptimWrapper, OptimWrapper
 from mmengine.runner import Runner
-from mmengine.runner.checkpoint import save_checkpoint as _unused  # noqa: F401  (import check for the fork)
 from mmengine.visualization import Visualizer
 from omegaconf import DictConfig, OmegaConf
 
 from .config import to_plain
 from .distributed import get_world_size, init_distributed
-from .hooks import AtomicCheckpointHook, FinalMetricsHook, PlotCurvesHook, ReseedHook, ValImageHook
+from .hooks import AtomicCheckpointHook, FinalMetricsHook, PlotCurvesHook, ReseedHook, ValImageHook, WandbValHook
 
 
 class ForgeRunner(Runner):
@@ -105,17 +104,20 @@ def _collate(dataset_cfg: DictConfig):
 def build_dataloader(dataset, dataset_cfg: DictConfig, schedule: DictConfig, train: bool, seed: int, by_epoch: bool):
     """A DataLoader through mmengine's builder: its samplers (distributed-aware, seeded) and worker seeding."""
     sampler = "DefaultSampler" if (by_epoch or not train) else "InfiniteSampler"
+    # Workers are seeded by torch from the main process's RNG when their iterator starts (python, numpy and torch
+    # in each worker). ReseedHook makes that RNG a function of (seed, epoch, rank), so augmentations differ per epoch
+    # yet a resumed job replays them exactly; mmengine's worker_init_fn would repeat one seed every epoch.
     num_workers = int(schedule.get("num_workers", 2))
     cfg = dict(
         dataset=dataset,
         batch_size=int(schedule.batch_size if train else schedule.get("val_batch_size", schedule.batch_size)),
         num_workers=num_workers,
         persistent_workers=False,
-        sampler=dict(type=sampler, shuffle=train),
+        sampler=dict(type=sampler, shuffle=train, seed=seed),
         collate_fn=_collate(dataset_cfg),
         drop_last=bool(train and schedule.get("drop_last", False)),
     )
-    return Runner.build_dataloader(cfg, seed=seed)
+    return Runner.build_dataloader(cfg, seed=None)
 
 
 def _visualizer(cfg: DictConfig, work_dir: str, name: str) -> dict:
@@ -156,7 +158,7 @@ def build_runner(cfg: DictConfig, work_dir: str, mode: str = "train") -> ForgeRu
         experiment_name=name,
         launcher="pytorch" if distributed else "none",
         randomness=dict(seed=seed, deterministic=bool(cfg.runtime.get("deterministic", False))),
-        env_cfg=dict(cudnn_benchmark=bool(cfg.runtime.get("cudnn_benchmark", False)), dist_cfg=dict(backend="gloo")),
+        env_cfg=dict(cudnn_benchmark=bool(cfg.runtime.get("cudnn_benchmark", False))),
         visualizer=_visualizer(cfg, work_dir, name),
         log_processor=dict(by_epoch=by_epoch, window_size=int(cfg.runtime.get("log_interval", 10))),
         default_scope="mmengine",
@@ -188,6 +190,8 @@ def build_runner(cfg: DictConfig, work_dir: str, mode: str = "train") -> ForgeRu
         sampler_seed=DistSamplerSeedHook(),
     )
     custom_hooks: list = [ReseedHook(seed), FinalMetricsHook(), PlotCurvesHook()]
+    if cfg.runtime.get("vis", {}).get("wandb", False):
+        custom_hooks.append(WandbValHook(by_epoch=by_epoch))
     draw = cfg.runtime.get("draw_fn")
     if draw is not None and int(cfg.runtime.get("num_vis_images", 0)) > 0:
         custom_hooks.append(
@@ -207,7 +211,8 @@ def build_runner(cfg: DictConfig, work_dir: str, mode: str = "train") -> ForgeRu
         if schedule.get("clip_grad"):
             wrapper_kwargs["clip_grad"] = to_plain(schedule.clip_grad)
         optim_wrapper = wrapper_cls(optimizer=optimizer, **wrapper_kwargs)
-        epoch_length = math.ceil(len(train_set) / (int(schedule.batch_size) * world_size))
+        # per-process iterations of one epoch (the loader knows about drop_last and the distributed split)
+        epoch_length = len(train_loader) if by_epoch else math.ceil(len(train_set) / (schedule.batch_size * world_size))
         schedulers = build_schedulers(optimizer, schedule.get("schedulers"), epoch_length) or None
         if by_epoch:
             train_cfg = dict(by_epoch=True, max_epochs=int(schedule.max_epochs), val_interval=int(schedule.val_interval))
@@ -221,7 +226,13 @@ def build_runner(cfg: DictConfig, work_dir: str, mode: str = "train") -> ForgeRu
         )
         resume = cfg.get("resume", False)
         if resume == "auto" or resume is True:
-            kwargs["resume"] = True
+            from mmengine.runner.checkpoint import find_latest_checkpoint
+
+            # nothing to resume yet (first launch): start from load_from, if any, instead of silently from scratch
+            if find_latest_checkpoint(work_dir) is None and cfg.get("load_from"):
+                kwargs["load_from"] = str(cfg.load_from)
+            else:
+                kwargs["resume"] = True
         elif resume:
             kwargs.update(resume=True, load_from=str(resume))
         elif cfg.get("load_from"):
@@ -240,7 +251,6 @@ def build_runner(cfg: DictConfig, work_dir: str, mode: str = "train") -> ForgeRu
             test_dataloader=build_dataloader(test_set, dcfg, schedule, False, seed, by_epoch),
             test_evaluator=evaluator,
             test_cfg=dict(),
-            load_from=cfg.get("checkpoint"),
         )
     else:
         raise ValueError(f"mode must be 'train' or 'test', got {mode!r}")

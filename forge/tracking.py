@@ -11,8 +11,15 @@ def wandb_mode() -> str:
     """``WANDB_MODE`` if set, else ``online`` when an API key is available, else ``offline`` (sync later)."""
     if os.environ.get("WANDB_MODE"):
         return os.environ["WANDB_MODE"]
-    if os.environ.get("WANDB_API_KEY") or os.path.isfile(os.path.expanduser("~/.netrc")):
+    if os.environ.get("WANDB_API_KEY"):
         return "online"
+    try:
+        import netrc
+
+        if netrc.netrc().authenticators("api.wandb.ai"):
+            return "online"
+    except (OSError, netrc.NetrcParseError):
+        pass
     return "offline"
 
 
@@ -23,6 +30,7 @@ def wandb_backend(cfg: DictConfig, work_dir: str) -> dict:
     their own ``epoch``-or-``iter`` axis so that wandb does not drop them as out-of-order steps.
     """
     wandb_cfg = cfg.runtime.get("wandb", {}) or {}
+    step = "epoch" if cfg.schedule.get("by_epoch", True) else "iter"
     init_kwargs = dict(
         project=wandb_cfg.get("project", "paperforge"),
         name=str(cfg.experiment_name),
@@ -36,8 +44,8 @@ def wandb_backend(cfg: DictConfig, work_dir: str) -> dict:
         type="WandbVisBackend",
         init_kwargs=init_kwargs,
         define_metric_cfg=[
-            dict(name="epoch", hidden=True),
-            dict(name="val/*", step_metric="epoch" if cfg.schedule.get("by_epoch", True) else "iter"),
+            dict(name=step, hidden=True),
+            dict(name="val/*", step_metric=step),
         ],
         commit=True,
         log_code_name=None,

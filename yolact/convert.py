@@ -113,6 +113,9 @@ def detect_model(state: Mapping[str, Tensor], filename: str = "") -> str:
     blocks = {int(k[len(stage3):].split(".")[0]) for k in state if k.startswith(stage3)}
     if not blocks:
         raise ValueError(f"{filename or 'checkpoint'}: cannot recognise a YOLACT backbone from its keys")
+    if not any(k.startswith(stage3) and ".conv3." in k for k in state):
+        raise ValueError(f"{filename or 'checkpoint'}: basic-block ResNet, not one of the released YOLACT models; "
+                         "rebuild it from its run's config.yaml (forge-infer yolact --config)")
     depth = {6: 50, 23: 101}.get(max(blocks) + 1)
     if depth is None:
         raise ValueError(f"{filename or 'checkpoint'}: ResNet stage 3 has {max(blocks) + 1} blocks (6 or 23 expected)")

@@ -10,6 +10,11 @@ from omegaconf import DictConfig, OmegaConf
 # `${forge.first:a,b}`: a unless it is null/empty, else b — lets Hydra's run folder follow `work_dir=` when given
 if not OmegaConf.has_resolver("forge.first"):
     OmegaConf.register_new_resolver("forge.first", lambda a, b: b if a in (None, "", "None", "null") else a)
+# `${forge.dirname:path}`: the folder of a file, or null (forge-test writes beside the saved config it evaluates)
+if not OmegaConf.has_resolver("forge.dirname"):
+    OmegaConf.register_new_resolver(
+        "forge.dirname", lambda p: None if p in (None, "", "None", "null") else os.path.dirname(os.path.abspath(p))
+    )
 
 # configs/ at the repository root (the project is installed in editable mode); FORGE_CONFIG_DIR overrides it
 CONFIG_DIR = os.environ.get(

@@ -33,7 +33,13 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--dt", required=True, help="detections (COCO result json; CrowdHuman result .odgt)")
         p.add_argument("--json", metavar="OUT", help="also write all figures to this json file")
         if name == "crowdhuman":
-            p.add_argument("--box-type", default="fbox", choices=["fbox", "vbox"], help="box to evaluate")
+            p.add_argument("--box-type", default="fbox", choices=["fbox", "vbox", "hbox"], help="box to evaluate")
+            p.add_argument("--id-map", help="COCO json (or {image_id: ID} json) mapping COCO-style result ids to IDs")
+            p.add_argument("--category-ids", type=int, nargs="+", help="COCO result categories that are people")
+            p.add_argument("--matching", default="blossom", choices=["blossom", "hungarian"],
+                           help="JI matching: blossom (CrowdDet, default) or hungarian (ties may differ)")
+            p.add_argument("--mr-sampling", default="crowddet", choices=["crowddet", "noh"],
+                           help="MR-2 sampling: crowddet (first FPPI >= ref, default) or noh (NOH-NMS's code)")
         else:
             p.add_argument("--iou", default="bbox", choices=["bbox", "segm"], help="IoU type (default bbox)")
             p.add_argument("--classwise", action="store_true", help="also print/write per-category AP")
@@ -59,7 +65,15 @@ def _run(args: argparse.Namespace) -> tuple[str, dict]:
     if args.benchmark == "crowdhuman":
         from forge.evaluation.crowdhuman import evaluate_files, format_table
 
-        results = evaluate_files(args.gt, args.dt, box_type=args.box_type)
+        results = evaluate_files(
+            args.gt,
+            args.dt,
+            box_type=args.box_type,
+            id_map=args.id_map,
+            category_ids=args.category_ids,
+            matching=args.matching,
+            mr_sampling=args.mr_sampling,
+        )
         return format_table(results), dict(results)
 
     from forge.evaluation.coco import COCO_SUMMARY_NAMES, evaluate_coco, format_classwise_table, format_coco_table

@@ -13,6 +13,7 @@ import os
 import sys
 
 import hydra
+import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from ..config import ConfigError, load_config, validate
@@ -61,20 +62,27 @@ def run_test(cfg: DictConfig) -> dict:
     checkpoint = cfg.get("checkpoint")
     if not checkpoint or not os.path.isfile(str(checkpoint)):
         raise ConfigError(f"checkpoint={checkpoint!r} does not exist")
-    validate(cfg)
+    validate(cfg, mode="test")
     work_dir = resolve_work_dir(cfg)
+    from ..inference import safe_load
     from ..runner import build_runner
 
+    try:
+        safe_load(str(checkpoint))  # refuse files that need arbitrary code to unpickle
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
     runner = build_runner(cfg, work_dir, mode="test")
+    # strict: a checkpoint of another model must fail, not be evaluated with a warning
+    runner.load_checkpoint(str(checkpoint), strict=True)
     metrics = runner.test()
-    metrics = {k: float(v) if isinstance(v, int | float) else v for k, v in (metrics or {}).items()}
+    metrics = {k: float(v) if isinstance(v, int | float | np.floating) else v for k, v in (metrics or {}).items()}
     from ..distributed import get_rank
 
     if get_rank() == 0:
         print("=" * 72)
         for key, value in metrics.items():
             print(f"{key:<32} {value:.4f}" if isinstance(value, float) else f"{key:<32} {value}")
-        print(f"metrics written to {os.path.join(work_dir, 'metrics.json')}")
+        print(f"metrics written to {os.path.join(work_dir, 'test_metrics.json')}")
         print("=" * 72, flush=True)
         with open(os.path.join(work_dir, "test_metrics.json"), "w") as f:
             json.dump(metrics, f, indent=2)

@@ -22,15 +22,27 @@ class ImageFolderDataset(Dataset):
     Args:
         root: folder with one sub-folder per class.
         transform: callable on a PIL image returning a ``(C, H, W)`` tensor; default converts to float in [0, 1].
-        classes: optional explicit class list (to share the mapping between train and val folders).
+        classes: optional explicit class list.
+        class_root: take the classes from this folder's sub-folders instead (the validation split uses the
+            training folder, so that a class missing from one split cannot shift the labels of the other).
     """
 
-    def __init__(self, root: str, transform: Callable | None = None, classes: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        root: str,
+        transform: Callable | None = None,
+        classes: list[str] | None = None,
+        class_root: str | None = None,
+    ) -> None:
         if not os.path.isdir(root):
             raise FileNotFoundError(f"ImageFolderDataset: root {root!r} is not a directory")
         found = sorted(d.name for d in os.scandir(root) if d.is_dir())
         if not found:
             raise ValueError(f"ImageFolderDataset: no class folders in {root!r}")
+        if classes is None and class_root is not None:
+            if not os.path.isdir(class_root):
+                raise FileNotFoundError(f"ImageFolderDataset: class_root {class_root!r} is not a directory")
+            classes = sorted(d.name for d in os.scandir(class_root) if d.is_dir())
         self.classes = list(classes) if classes is not None else found
         unknown = set(found) - set(self.classes)
         if unknown:

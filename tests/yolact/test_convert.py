@@ -87,6 +87,10 @@ def test_recognition_from_manifests():
         manifest, _ = load_case(case)
         shapes = {k: torch.empty(0) for k in manifest["state_dict"]}
         assert detect_model(shapes) == name
+    with torch.device("meta"):
+        r18 = Yolact(backbone="resnet18")
+    with pytest.raises(ValueError, match="basic-block"):
+        detect_model(r18.state_dict())
     manifest, _ = load_case("yolact_im700")
     assert detect_model(dict.fromkeys(manifest["state_dict"]), "weights/yolact_im700_54_800000.pth") == "yolact_im700"
 

@@ -111,3 +111,19 @@ def test_bad_inputs_exit_2_with_one_line(coco_files, tmp_path, capsys):
     assert code == 2 and "gt.json: not valid JSON" in err
     code, _ = _exit_code(["coco", "--gt", gt], capsys)  # argparse: missing --dt
     assert code == 2
+
+
+def test_crowdhuman_end_to_end_on_the_golden_fixture(tmp_path):
+    """The real command on CrowdDet's golden case reproduces the reference figures (no mocks)."""
+    import os
+
+    fixture = os.path.join(os.path.dirname(__file__), "..", "..", "fixtures", "crowdhuman")
+    ref = json.load(open(os.path.join(fixture, "reference.json")))["fbox"]
+    out = tmp_path / "ch.json"
+    from forge.cli.eval import main as eval_main
+
+    eval_main(["crowdhuman", "--gt", os.path.join(fixture, "gt.odgt"), "--dt", os.path.join(fixture, "dt_fbox.odgt"),
+               "--json", str(out)])
+    got = json.load(open(out))
+    for key in ("AP", "MR-2", "recall"):
+        assert abs(got[key] - ref[key]) < 1e-6, key
