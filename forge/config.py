@@ -151,7 +151,7 @@ def validate(cfg: DictConfig, mode: str = "train") -> None:
         import torch
 
         if not torch.cuda.is_available() or OmegaConf.select(cfg, "runtime.device", default="auto") == "cpu":
-            errors.append("runtime.amp=true needs a CUDA device (mixed precision is CUDA-only here); use runtime.amp=false")
+            errors.append("runtime.amp=true needs a CUDA device (mixed precision is CUDA-only); use runtime.amp=false")
 
     top_missing = [e for e in errors if e.count(".") == 1 and "is required" in e]
     if top_missing:  # interpolations of a missing value would repeat the same message

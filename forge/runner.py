@@ -214,10 +214,8 @@ def build_runner(cfg: DictConfig, work_dir: str, mode: str = "train") -> ForgeRu
         # per-process iterations of one epoch (the loader knows about drop_last and the distributed split)
         epoch_length = len(train_loader) if by_epoch else math.ceil(len(train_set) / (schedule.batch_size * world_size))
         schedulers = build_schedulers(optimizer, schedule.get("schedulers"), epoch_length) or None
-        if by_epoch:
-            train_cfg = dict(by_epoch=True, max_epochs=int(schedule.max_epochs), val_interval=int(schedule.val_interval))
-        else:
-            train_cfg = dict(by_epoch=False, max_iters=int(schedule.max_iters), val_interval=int(schedule.val_interval))
+        length = dict(max_epochs=int(schedule.max_epochs)) if by_epoch else dict(max_iters=int(schedule.max_iters))
+        train_cfg = dict(by_epoch=by_epoch, val_interval=int(schedule.val_interval), **length)
         kwargs.update(
             train_dataloader=train_loader,
             optim_wrapper=optim_wrapper,

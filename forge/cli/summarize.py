@@ -20,7 +20,7 @@ def collect(sweep_dir: str) -> list[dict]:
     if not os.path.isdir(sweep_dir):
         raise FileNotFoundError(f"sweep folder {sweep_dir!r} does not exist")
     runs = []
-    for root, dirs, files in os.walk(sweep_dir):
+    for root, dirs, _files in os.walk(sweep_dir):
         dirs[:] = sorted(d for d in dirs if d not in (".submitit",))
         overrides_file = os.path.join(root, ".hydra", "overrides.yaml")
         if not os.path.isfile(overrides_file):

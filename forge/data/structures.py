@@ -64,7 +64,7 @@ class ImageMeta:
     flip: bool = False
     extra: dict = field(default_factory=dict)
 
-    def to(self, device: torch.device | str) -> "ImageMeta":
+    def to(self, device: torch.device | str) -> ImageMeta:
         return self
 
 
@@ -100,7 +100,7 @@ class Instances(_TensorFields):
             self.iscrowd = torch.zeros(n, dtype=torch.bool, device=self.boxes.device)
 
     @classmethod
-    def empty(cls, height: int | None = None, width: int | None = None) -> "Instances":
+    def empty(cls, height: int | None = None, width: int | None = None) -> Instances:
         masks = None if height is None else torch.zeros((0, height, width), dtype=torch.bool)
         return cls(
             boxes=torch.zeros((0, 4)),
@@ -109,7 +109,7 @@ class Instances(_TensorFields):
             ann_ids=torch.zeros(0, dtype=torch.long),
         )
 
-    def __getitem__(self, index: Tensor | slice) -> "Instances":
+    def __getitem__(self, index: Tensor | slice) -> Instances:
         def pick(v):
             return None if v is None else v[index]
 
@@ -141,14 +141,14 @@ class Detections(_TensorFields):
     mask_scores: Tensor | None = None
 
     @classmethod
-    def empty(cls) -> "Detections":
+    def empty(cls) -> Detections:
         return cls(
             boxes=torch.zeros((0, 4)),
             scores=torch.zeros(0),
             labels=torch.zeros(0, dtype=torch.long),
         )
 
-    def to(self, device: torch.device | str) -> "Detections":
+    def to(self, device: torch.device | str) -> Detections:
         masks = self.masks.to(device) if isinstance(self.masks, Tensor) else self.masks
         return replace(
             self,
@@ -168,7 +168,7 @@ class DetSample:
     gt: Instances | None = None
     pred: Detections | None = None
 
-    def to(self, device: torch.device | str) -> "DetSample":
+    def to(self, device: torch.device | str) -> DetSample:
         return DetSample(
             meta=self.meta,
             gt=None if self.gt is None else self.gt.to(device),

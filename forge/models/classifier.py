@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import torch
 from mmengine.model import BaseDataPreprocessor, BaseModel
 from torch import Tensor, nn
 
@@ -42,7 +41,9 @@ class ImageClassifier(BaseModel):
     """
 
     def __init__(self, backbone: nn.Module, loss: nn.Module, data_preprocessor: nn.Module | None = None) -> None:
-        super().__init__(data_preprocessor=data_preprocessor if data_preprocessor is not None else ClsDataPreprocessor())
+        if data_preprocessor is None:
+            data_preprocessor = ClsDataPreprocessor()
+        super().__init__(data_preprocessor=data_preprocessor)
         self.backbone = backbone
         self.loss_fn = loss
 
@@ -66,7 +67,3 @@ class ImageClassifier(BaseModel):
                 out.append(record)
             return out
         raise ValueError(f"mode must be 'tensor', 'loss' or 'predict', got {mode!r}")
-
-    @torch.no_grad()
-    def predict_logits(self, inputs: Tensor) -> Tensor:
-        return self.backbone(inputs)

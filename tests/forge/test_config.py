@@ -10,7 +10,7 @@ import pytest
 from hydra.utils import get_class, get_method
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from forge.config import ConfigError, save_config, load_config, validate
+from forge.config import ConfigError, load_config, save_config, validate
 from tests.forge.helpers import CONFIG_DIR, compose_cfg, run_cli
 
 EXPERIMENTS = sorted(
