@@ -10,7 +10,7 @@ after every epoch; the per-epoch top-1 accuracy is read from the run's ``vis_dat
     python benchmarks/dynvit_convergence.py --dataset folder --root /data/tiny --num-classes 10 --img-size 32
 
 Writes a PNG (accuracy against epoch, mean and min-max band over seeds; training loss) and a markdown table to
-``--md`` (default ``docs/benchmarks_dynvit.md``), and replaces the table between the convergence markers of
+``--md`` (default ``docs/benchmarks.md``), and replaces the table between the convergence markers of
 ``--doc`` (default ``docs/dynvit.md``) when that file has them.
 """
 
@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threshold", type=float, default=90.0, help="accuracy for the 'epochs to' column")
     parser.add_argument("--work-root", default=os.path.join(ROOT, "work_dirs", "dynvit_convergence"))
     parser.add_argument("--png", default=os.path.join(ROOT, "docs", "img", "dynvit_convergence.png"))
-    parser.add_argument("--md", default=os.path.join(ROOT, "docs", "benchmarks_dynvit.md"))
+    parser.add_argument("--md", default=os.path.join(ROOT, "docs", "benchmarks.md"))
     parser.add_argument("--doc", default=os.path.join(ROOT, "docs", "dynvit.md"))
     parser.add_argument("--from-results", action="store_true",
                         help="do not train: re-render the table and plot from the runs already under --work-root")
@@ -224,17 +224,24 @@ def main(argv: list[str] | None = None) -> None:
     ])
     print("\n" + table)
     plot(results, args.epochs, args.png, name)
-    with open(args.md, "w") as f:
-        f.write("## dynvit: convergence of softmax vs ReLU+LayerNorm vs depth-wise attention\n\n" + body + "\n")
-    if os.path.isfile(args.doc):
-        text = open(args.doc).read()
-        if BEGIN in text and END in text:
-            head, rest = text.split(BEGIN, 1)
-            _, tail = rest.split(END, 1)
-            with open(args.doc, "w") as f:
-                f.write(head + BEGIN + "\n" + body.replace(png_rel, os.path.relpath(
-                    args.png, os.path.dirname(os.path.abspath(args.doc)))) + "\n" + END + tail)
-    print(f"\nwrote {args.png}, {args.md}" + (f", {args.doc}" if os.path.isfile(args.doc) else ""))
+    for path in (args.md, args.doc):
+        _replace_between_markers(path, body.replace(png_rel, os.path.relpath(
+            args.png, os.path.dirname(os.path.abspath(path)))))
+    print(f"\nwrote {args.png}, {args.md}, {args.doc}")
+
+
+def _replace_between_markers(path: str, body: str) -> None:
+    """Replace the text between the convergence markers of ``path`` (appending a section if there are none)."""
+    text = open(path).read() if os.path.isfile(path) else ""
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        _, tail = rest.split(END, 1)
+    else:
+        title = "## dynvit: convergence of softmax vs ReLU+LayerNorm vs depth-wise attention"
+        head = text + ("\n" if text else "") + title + "\n\n"
+        tail = "\n"
+    with open(path, "w") as f:
+        f.write(head + BEGIN + "\n" + body + "\n" + END + tail)
 
 
 if __name__ == "__main__":

@@ -20,13 +20,13 @@ def test_no_corruption_agrees_with_graphical_lasso():
     assert np.abs(res.outliers).max() == 0.0
     np.testing.assert_allclose(res.precision, prec_sk, atol=5e-4 * np.abs(prec_sk).max())
     np.testing.assert_allclose(res.covariance, M, atol=1e-6)
-    # and the graphical-lasso optimality conditions themselves: W = Θ^{-1}, W_ii = M_ii, W_ij - M_ij = -ρ sign(Θ_ij)
+    # and the graphical-lasso optimality conditions themselves: W = Θ^{-1}, W_ii = M_ii, W_ij - M_ij = ρ sign(Θ_ij)
     # on the support, |W_ij - M_ij| <= ρ off it
     W, Z = np.linalg.inv(res.precision), res.precision_sparse
     off = ~np.eye(20, dtype=bool)
     np.testing.assert_allclose(np.diag(W), np.diag(M), atol=1e-5)
     on = (Z != 0) & off
-    np.testing.assert_allclose((W - M)[on], -0.05 * np.sign(Z[on]), atol=1e-5)
+    np.testing.assert_allclose((W - M)[on], 0.05 * np.sign(Z[on]), atol=1e-5)
     assert np.abs((W - M)[(Z == 0) & off]).max() <= 0.05 + 1e-5
 
 
