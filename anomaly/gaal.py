@@ -25,8 +25,11 @@ copied):
 * **score: OS(x) = 1 - D(x)** (Algorithm 1: D(x) is the probability of being normal). PyOD's ``SO_GAAL``/``MO_GAAL``
   (up to 3.6.7) return ``D(x)`` itself, which inverts the ranking; ``decision_function`` here returns ``1 - D(x)``.
 
-Sub-generators are stored as batched weight tensors ``(k, d, d)`` and run with ``baddbmm``; since each one's
-parameters receive gradient only from its own loss, one step on the summed losses equals ``k`` independent steps.
+Implementation choices (not in the official code): the ``k`` sub-generators are stored as batched weight tensors
+``(k, d, d)`` (generator step: one ``baddbmm`` over ``(k, B, d)``; since each one's parameters receive gradient only
+from its own loss, one step on the summed losses equals ``k`` independent steps; discriminator step: each
+sub-generator on its own share only); BCE is computed from logits (Keras clips probabilities at 1e-7 instead); all
+random draws come from one seeded CPU ``torch.Generator`` (bit-reproducible on CPU, the same draws on CUDA).
 """
 
 from __future__ import annotations
@@ -112,6 +115,15 @@ class SubGenerators(nn.Module):
     def forward(self, z: Tensor) -> Tensor:
         h = F.relu(torch.baddbmm(self.b1, z, self.w1))  # Keras Dense: x @ kernel (+ bias)
         return F.relu(torch.baddbmm(self.b2, h, self.w2))
+
+    def forward_shares(self, z: Tensor, shares: list[int]) -> Tensor:
+        """Sub-generator ``i`` applied to the ``i``-th consecutive block of ``shares[i]`` rows of ``z`` ``(B, d)``."""
+        out, start = [], 0
+        for i, n in enumerate(shares):
+            h = F.relu(torch.addmm(self.b1[i], z[start:start + n], self.w1[i]))
+            out.append(F.relu(torch.addmm(self.b2[i], h, self.w2[i])))
+            start += n
+        return torch.cat(out)
 
 
 def fake_shares(batch_size: int, k: int) -> list[int]:
@@ -222,8 +234,6 @@ class _GAAL:
         B = min(int(self.batch_size), n)
         n_batches = n // B
         shares = self._shares(B)
-        owner = torch.repeat_interleave(torch.arange(k), torch.tensor(shares)).to(dev)  # sub-generator of each fake
-        slot = torch.cat([torch.arange(s) for s in shares]).to(dev)
         labels = torch.cat([torch.ones(B), torch.zeros(B)]).to(dev)
         epochs = 3 * int(self.stop_epochs)
         history = []
@@ -240,9 +250,7 @@ class _GAAL:
                 noise = torch.rand(B, d, generator=gen).to(dev)
                 # --- discriminator step on B real + B fake (fakes split across sub-generators) ---
                 with torch.no_grad():
-                    z = torch.zeros(k, B, d, device=dev)
-                    z[owner, slot] = noise
-                    fake = G(z)[owner, slot]
+                    fake = G.forward_shares(noise, shares)
                 logits = D(torch.cat([real, fake]))
                 d_loss = F.binary_cross_entropy_with_logits(logits, labels)
                 opt_d.zero_grad(set_to_none=True)

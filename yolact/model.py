@@ -11,6 +11,7 @@ anchor sizes stay relative to ``max_size``. :func:`yolact.preprocess.preprocess_
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 from collections.abc import Sequence
 
@@ -61,6 +62,9 @@ class Yolact(BaseModel):
         crop_masks: crop masks to their box before upsampling.
         rescore_masks: with the re-scoring net, report ``mask_scores = score x predicted IoU``.
         truncate_boxes: integer box coordinates in original pixels, as the original evaluation writes them.
+        autocast_dtype: run the network (not the loss or post-processing) under ``torch.autocast`` with this
+            dtype on the input's device, e.g. ``'bfloat16'`` (about 1.8x faster CPU training on processors with
+            AVX512-BF16); outputs are cast back to float32. None (default): full float32.
         data_preprocessor: mmengine data preprocessor (default: move to device only).
     """
 
@@ -91,6 +95,7 @@ class Yolact(BaseModel):
         crop_masks: bool = True,
         rescore_masks: bool = True,
         truncate_boxes: bool = False,
+        autocast_dtype: str | None = None,
         data_preprocessor: dict | nn.Module | None = None,
     ) -> None:
         super().__init__(data_preprocessor=data_preprocessor)
@@ -117,6 +122,7 @@ class Yolact(BaseModel):
                              max_det=max_det)
         self.mask_threshold, self.crop_masks = mask_threshold, crop_masks
         self.rescore_masks, self.truncate_boxes = rescore_masks, truncate_boxes
+        self.autocast_dtype = getattr(torch, autocast_dtype) if autocast_dtype else None
         self._anchor_cache: dict = {}
         self.init_weights()
 
@@ -149,13 +155,17 @@ class Yolact(BaseModel):
             ``prototypes (B, k, H/4, W/4)`` (after ReLU), ``anchors (A, 4)`` relative cxcywh and, with
             ``with_semantic``, ``semantic (B, C, H/8, W/8)`` logits.
         """
-        feats = self.fpn(self.backbone(inputs))
-        protos = self.protonet(feats[0])
-        boxes, logits, coefs = self.head(feats)
-        out = {"boxes": boxes, "cls_logits": logits, "coefs": coefs, "prototypes": protos,
-               "anchors": self.anchors([tuple(f.shape[-2:]) for f in feats], inputs.device)}
-        if with_semantic and self.semantic_head is not None:
-            out["semantic"] = self.semantic_head(feats[0])
+        amp = self.autocast_dtype is not None
+        with torch.autocast(inputs.device.type, dtype=self.autocast_dtype) if amp else contextlib.nullcontext():
+            feats = self.fpn(self.backbone(inputs))
+            protos = self.protonet(feats[0])
+            boxes, logits, coefs = self.head(feats)
+            out = {"boxes": boxes, "cls_logits": logits, "coefs": coefs, "prototypes": protos}
+            if with_semantic and self.semantic_head is not None:
+                out["semantic"] = self.semantic_head(feats[0])
+        if amp:
+            out = {k: v.float() for k, v in out.items()}
+        out["anchors"] = self.anchors([tuple(f.shape[-2:]) for f in feats], inputs.device)
         return out
 
     def forward(self, inputs: Tensor | Sequence[Tensor], data_samples: Sequence[DetSample] | None = None,

@@ -102,6 +102,7 @@ def draw_detections(
         batch_samples = data_batch.get("data_samples") if isinstance(data_batch, dict) else None
         gt = batch_samples[index].gt if batch_samples is not None else None
     boxes, labels, gt_masks = _gt_at_original(gt, meta, shape)
-    left = _caption(draw_instances(image, boxes, labels, None, gt_masks, classes), f"ground truth: {0 if labels is None else len(labels)}")
+    num_gt = 0 if labels is None else len(labels)
+    left = _caption(draw_instances(image, boxes, labels, None, gt_masks, classes), f"ground truth: {num_gt}")
     pad = np.full((left.shape[0], 4, 3), 255, np.uint8)
     return np.concatenate([left, pad, right], axis=1)

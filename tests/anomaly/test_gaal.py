@@ -116,3 +116,15 @@ def test_cuda_runs(wbc):
     m = MOGAAL(stop_epochs=5, device="cuda", progress=False).fit(X)
     assert m.device_.type == "cuda"
     assert np.isfinite(m.decision_scores_).all()
+
+
+def test_forward_shares_matches_batched_forward():
+    G = SubGenerators(3, 4)
+    with torch.no_grad():
+        for prm in G.parameters():
+            prm.add_(0.1 * torch.randn(prm.shape, generator=torch.Generator().manual_seed(0)))
+        z = torch.rand(10, 4)
+        shares = [5, 3, 2]
+        full = G(z.expand(3, 10, 4))
+        expect = torch.cat([full[0, :5], full[1, 5:8], full[2, 8:]])
+        torch.testing.assert_close(G.forward_shares(z, shares), expect)
