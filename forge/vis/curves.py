@@ -37,7 +37,7 @@ def plot_scalars(path: str, out_dir: str) -> list[str]:
     import matplotlib.pyplot as plt
 
     series = read_scalars(path)
-    train = {k: v for k, v in series.items() if "loss" in k or k == "lr" or k == "grad_norm"}
+    train = {k: v for k, v in series.items() if "loss" in k or k.endswith("lr") or k == "grad_norm"}
     val = {k: v for k, v in series.items() if k not in train}
     os.makedirs(out_dir, exist_ok=True)
     written = []
