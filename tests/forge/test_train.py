@@ -85,7 +85,8 @@ def test_sigkill_and_resume_matches_uninterrupted(tmp_path):
     import re
 
     found = re.search(r"resumed epoch: (\d+)", resumed.stdout + resumed.stderr)
-    assert found and int(found.group(1)) >= 2, "the job did not resume from a checkpoint"
+    # epoch 1 when the kill fell between writing epoch_2.pth and pointing last_checkpoint at it
+    assert found and int(found.group(1)) >= 1, "the job did not resume from a checkpoint"
     a, b = _state(tmp_path / "ref" / f"epoch_{epochs}.pth"), _state(work / f"epoch_{epochs}.pth")
     assert _max_diff(a, b) == 0.0
     ma = json.load(open(tmp_path / "ref" / "metrics.json"))
