@@ -21,6 +21,7 @@ from mmengine.model import BaseModel
 from torch import Tensor, nn
 
 from forge.data.structures import DetSample, ImageMeta
+from forge.precision import resolve_autocast_dtype
 
 from .anchors import level_scales, make_anchors
 from .backbone import build_backbone
@@ -64,7 +65,9 @@ class Yolact(BaseModel):
         truncate_boxes: integer box coordinates in original pixels, as the original evaluation writes them.
         autocast_dtype: run the network (not the loss or post-processing) under ``torch.autocast`` with this
             dtype on the input's device, e.g. ``'bfloat16'`` (about 1.8x faster CPU training on processors with
-            AVX512-BF16); outputs are cast back to float32. None (default): full float32.
+            AVX512-BF16); outputs are cast back to float32. ``'auto'``: bfloat16 where the device computes it
+            natively (CPUs with AVX512-BF16 or AMX, CUDA GPUs with bf16 support), float32 elsewhere (emulated
+            bfloat16 is slower than float32). None (default): full float32.
         data_preprocessor: mmengine data preprocessor (default: move to device only).
     """
 
@@ -122,7 +125,11 @@ class Yolact(BaseModel):
                              max_det=max_det)
         self.mask_threshold, self.crop_masks = mask_threshold, crop_masks
         self.rescore_masks, self.truncate_boxes = rescore_masks, truncate_boxes
-        self.autocast_dtype = getattr(torch, autocast_dtype) if autocast_dtype else None
+        try:
+            resolve_autocast_dtype(autocast_dtype, "cpu")
+        except ValueError as err:
+            raise ValueError(f"Yolact: {err}") from None
+        self.autocast_dtype = autocast_dtype
         self._anchor_cache: dict = {}
         self.init_weights()
 
@@ -155,8 +162,9 @@ class Yolact(BaseModel):
             ``prototypes (B, k, H/4, W/4)`` (after ReLU), ``anchors (A, 4)`` relative cxcywh and, with
             ``with_semantic``, ``semantic (B, C, H/8, W/8)`` logits.
         """
-        amp = self.autocast_dtype is not None
-        with torch.autocast(inputs.device.type, dtype=self.autocast_dtype) if amp else contextlib.nullcontext():
+        dtype = resolve_autocast_dtype(self.autocast_dtype, inputs.device)
+        amp = dtype is not None
+        with torch.autocast(inputs.device.type, dtype=dtype) if amp else contextlib.nullcontext():
             feats = self.fpn(self.backbone(inputs))
             protos = self.protonet(feats[0])
             boxes, logits, coefs = self.head(feats)

@@ -119,3 +119,26 @@ def test_hydra_model_configs_match_official_settings(name):
     assert net.scales == ref.scales and net.square_anchors == ref.square_anchors and net.max_size == ref.max_size
     assert {k: tuple(v.shape) for k, v in net.state_dict().items()} == \
         {k: tuple(v.shape) for k, v in ref.state_dict().items()}
+
+
+def test_bfloat16_autocast_keeps_float32_outputs_close_to_float32(monkeypatch):
+    from forge import precision
+
+    torch.manual_seed(0)
+    ref = Yolact(backbone="resnet18", num_classes=3, max_size=128, fpn_channels=64).eval()
+    amp = Yolact(backbone="resnet18", num_classes=3, max_size=128, fpn_channels=64, autocast_dtype="bfloat16").eval()
+    amp.load_state_dict(ref.state_dict())
+    x = torch.randn(1, 3, 128, 128)
+    with torch.no_grad():
+        a, b = ref(x), amp(x)
+    for key in ("boxes", "cls_logits", "coefs", "prototypes"):
+        assert b[key].dtype == torch.float32, key
+        err = (a[key] - b[key]).abs().max() / a[key].abs().max().clamp_min(1e-6)
+        assert 0 < err < 0.05, (key, err)  # different (bf16 was really used) but close
+    monkeypatch.setattr(precision, "_cpu_bf16", lambda: False)  # 'auto' on a CPU without bf16 -> float32
+    auto = Yolact(backbone="resnet18", num_classes=3, max_size=128, fpn_channels=64, autocast_dtype="auto").eval()
+    auto.load_state_dict(ref.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(auto(x)["cls_logits"], a["cls_logits"])
+    with pytest.raises(ValueError, match="Yolact: autocast dtype.*'half_float'"):
+        Yolact(backbone="resnet18", num_classes=3, autocast_dtype="half_float")
