@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -48,8 +49,8 @@ def _image_id(path: str, index: int) -> int:
     return int(digits) if digits.isdigit() else index
 
 
-def coco_records(pred, image_id: int, num_classes: int) -> list[dict]:
-    """COCO results for one image's :class:`Detections` (category ids mapped for 80-class COCO models)."""
+def coco_records(pred, image_id: int, cat_ids: Sequence[int]) -> list[dict]:
+    """COCO results for one image's :class:`Detections`; ``cat_ids[label]`` is the category id of a label."""
     from pycocotools import mask as mask_utils
 
     recs = []
@@ -58,7 +59,7 @@ def coco_records(pred, image_id: int, num_classes: int) -> list[dict]:
         x1, y1, x2, y2 = (float(v) for v in pred.boxes[i])
         label = int(pred.labels[i])
         rec = {"image_id": image_id,
-               "category_id": COCO_CATEGORY_IDS[label] if num_classes == 80 else label + 1,
+               "category_id": int(cat_ids[label]),
                "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
                "score": round(float(pred.scores[i]), 5)}
         if masks is not None:
@@ -71,16 +72,47 @@ def coco_records(pred, image_id: int, num_classes: int) -> list[dict]:
     return recs
 
 
+def _run_categories(cfg, num_classes: int) -> tuple[list[str] | None, list[int] | None]:
+    """Class names and category ids (label order) of a training run's dataset config, where it names them.
+
+    The ids come from the categories of the run's annotation file (labels are in sorted id order), so a dataset
+    with non-consecutive ids (COCO, the shapes set) writes the ids of its own json."""
+    data = cfg.get("dataset") or {}
+    names = list(data.get("classes") or []) or None
+    cat_ids = None
+    for split in ("val", "test", "train"):
+        part = data.get(split)
+        ann_file = part.get("ann_file") if isinstance(part, Mapping) else None
+        if ann_file and os.path.isfile(ann_file):
+            with open(ann_file) as f:
+                cats = sorted(json.load(f).get("categories", []), key=lambda c: c["id"])
+            if len(cats) == num_classes:
+                names, cat_ids = names or [c["name"] for c in cats], [c["id"] for c in cats]
+            break
+    if names is not None and len(names) != num_classes:
+        names = None
+    return names, cat_ids
+
+
 def _load(args: argparse.Namespace):
-    """Our training run (config.yaml next to the checkpoint or ``--config``) or any checkpoint recognised by keys."""
+    """Our training run (config.yaml next to the checkpoint or ``--config``) or any checkpoint recognised by keys.
+
+    Returns ``(model, description, class names or None, category ids per label)``."""
     config = args.config or os.path.join(os.path.dirname(os.path.abspath(args.checkpoint)), "config.yaml")
     if args.model is None and os.path.isfile(config):
         from forge.inference import load_model as load_run
 
-        net, _ = load_run(args.checkpoint, config)
+        net, cfg = load_run(args.checkpoint, config)
         net.test_cfg["nms"] = args.nms
-        return net, f"{net.backbone_name} ({config})"
-    return load_model(args.checkpoint, args.model, nms=args.nms)
+        names, cat_ids = _run_categories(cfg, net.num_classes)
+        if cat_ids is None and args.json_path:
+            print(f"forge-infer yolact: the annotation file of {config} is not readable here; --json writes "
+                  f"category_id = label + 1")
+        return net, f"{net.backbone_name} ({config})", names, cat_ids or list(range(1, net.num_classes + 1))
+    net, name = load_model(args.checkpoint, args.model, nms=args.nms)
+    coco = net.num_classes == 80
+    return (net, name, COCO_CLASSES if coco else None,
+            list(COCO_CATEGORY_IDS) if coco else list(range(1, net.num_classes + 1)))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,13 +120,12 @@ def main(argv: list[str] | None = None) -> int:
     missing = [p for p in args.images if not os.path.isfile(p)]
     if missing:
         raise FileNotFoundError(f"forge-infer yolact: image(s) not found: {', '.join(missing)}")
-    net, name = _load(args)
+    net, name, names, cat_ids = _load(args)
     net = net.to(args.device)
     max_size = args.max_size or net.max_size
     single_png = len(args.images) == 1 and args.out.lower().endswith(".png")
     if not single_png:
         os.makedirs(args.out, exist_ok=True)
-    names = COCO_CLASSES if net.num_classes == 80 else None
     results = []
     for index, path in enumerate(args.images):
         image = np.asarray(Image.open(path).convert("RGB"))
@@ -108,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         shown = int((pred.scores >= args.score_thr).sum())
         print(f"{path}: {len(pred.scores)} detections ({shown} >= {args.score_thr}) -> {out}")
         if args.json_path:
-            results += coco_records(pred, meta.image_id, net.num_classes)
+            results += coco_records(pred, meta.image_id, cat_ids)
     if args.json_path:
         with open(args.json_path, "w") as f:
             json.dump(results, f)

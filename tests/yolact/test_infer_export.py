@@ -80,3 +80,22 @@ def test_onnx_export_matches_pytorch(case, tmp_path):
     x = torch.randn((2, 3, 256, 320), generator=torch.Generator().manual_seed(0))  # dynamic batch
     diffs = check_onnx(net, path, x, atol=1e-4)
     assert max(diffs.values()) < 1e-4
+
+
+def test_our_run_writes_its_dataset_names_and_category_ids(tmp_path):
+    from omegaconf import OmegaConf
+
+    from yolact.infer import _run_categories
+
+    ann = tmp_path / "val.json"  # non-consecutive ids, listed out of order: labels follow sorted ids
+    ann.write_text(json.dumps({"images": [], "annotations": [], "categories": [
+        {"id": 9, "name": "cross"}, {"id": 2, "name": "square"}, {"id": 4, "name": "triangle"}]}))
+    cfg = OmegaConf.create({"dataset": {"classes": ["square", "triangle", "cross"],
+                                        "val": {"ann_file": str(ann)}, "test": "${.val}"}})
+    assert _run_categories(cfg, 3) == (["square", "triangle", "cross"], [2, 4, 9])
+    del cfg.dataset["classes"]
+    assert _run_categories(cfg, 3) == (["square", "triangle", "cross"], [2, 4, 9])
+    assert _run_categories(cfg, 5) == (None, None)  # a json of another dataset is not used
+    cfg.dataset.val.ann_file = str(tmp_path / "gone.json")
+    cfg.dataset["classes"] = ["a", "b", "c"]
+    assert _run_categories(cfg, 3) == (["a", "b", "c"], None)
