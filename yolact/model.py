@@ -134,6 +134,19 @@ class Yolact(BaseModel):
         self.init_weights()
 
     # ------------------------------------------------------------------ weights
+    def adapt_state_dict(self, state: dict[str, Tensor]) -> dict[str, Tensor] | None:
+        """An official release's state dict (``yolact_base_54_800000.pth`` names) in this model's names, or None
+        if ``state`` already uses ours. Used by ``forge-test`` so that official files evaluate directly."""
+        from .convert import convert_state_dict, is_official
+
+        if not is_official(state):
+            return None
+        out = convert_state_dict(state, darknet=self.backbone_name == "darknet53")
+        for key, value in self.state_dict().items():  # older releases lack them
+            if key.endswith("num_batches_tracked") and key not in out:
+                out[key] = torch.zeros_like(value)
+        return out
+
     def init_weights(self) -> None:
         """Xavier-uniform weights and zero biases for every conv outside the backbone (as the original), then the
         ImageNet backbone checkpoint if one was given."""

@@ -108,3 +108,52 @@ def test_backbone_from_torchvision_imagenet_checkpoint(tmp_path):
     torch.save({"conv1.weight": torch.zeros(1)}, tmp_path / "bad.pth")
     with pytest.raises(KeyError, match="not a torchvision ResNet-50"):
         net.backbone.load_imagenet(str(tmp_path / "bad.pth"))
+
+
+def _coco80_from_shapes(root) -> None:
+    """A 2-image COCO-2017-layout set with the 80 COCO categories (the shapes' ids 1/2/4/7/9 are COCO ids)."""
+    import json
+    import os
+
+    from forge.data.shapes import make_shapes
+    from yolact.configs import COCO_CATEGORY_IDS, COCO_CLASSES
+
+    make_shapes(str(root), num_train=1, num_val=2, size=96, seed=0)
+    for split in ("train", "val"):
+        os.rename(root / split, root / f"{split}2017")
+        ann = json.loads((root / "annotations" / f"instances_{split}.json").read_text())
+        ann["categories"] = [{"id": i, "name": n} for i, n in zip(COCO_CATEGORY_IDS, COCO_CLASSES, strict=True)]
+        (root / "annotations" / f"instances_{split}2017.json").write_text(json.dumps(ann))
+
+
+def test_forge_test_evaluates_an_official_release_directly(tmp_path):
+    """forge-test experiment=yolact/r50_550_coco checkpoint=<official .pth>: same detections as the converted file."""
+    import json
+
+    from forge.cli.test import run_test
+    from forge.config import ConfigError
+    from tests.forge.helpers import compose_cfg
+
+    manifest, _ = load_case("yolact_resnet50")
+    state = seeded_state_dict(manifest["state_dict"], 0)
+    official, converted = tmp_path / "yolact_resnet50_54_800000.pth", tmp_path / "ours.pth"
+    torch.save(state, official)
+    assert main([str(official), str(converted)]) == 0
+    _coco80_from_shapes(tmp_path / "coco")
+    results = {}
+    for name, ckpt in (("official", official), ("converted", converted)):
+        prefix = tmp_path / name
+        cfg = compose_cfg(["experiment=yolact/r50_550_coco", f"dataset.root={tmp_path / 'coco'}",
+                           "dataset.img_size=160", "model.max_size=550", f"checkpoint={ckpt}",
+                           f"work_dir={tmp_path / ('run_' + name)}", "schedule.num_workers=0",
+                           "runtime.vis.tensorboard=false", f"+dataset.evaluator.0.outfile_prefix={prefix}"],
+                          config_name="test")
+        metrics = run_test(cfg)
+        assert "coco/segm_mAP" in metrics and "coco/bbox_mAP" in metrics
+        results[name] = json.loads((tmp_path / f"{name}.segm.json").read_text())
+    assert results["official"], "random official weights gave no detection above 0.05: the comparison is empty"
+    assert results["official"] == results["converted"]
+    torch.save({k: v for k, v in state.items() if not k.startswith("proto_net.")}, official)  # incomplete release
+    cfg.checkpoint = str(official)
+    with pytest.raises(ConfigError, match="original format but does not fit"):
+        run_test(cfg)
