@@ -42,7 +42,40 @@ from .hooks import AtomicCheckpointHook, FinalMetricsHook, PlotCurvesHook, Resee
 
 
 class ForgeRunner(Runner):
-    """mmengine ``Runner`` whose checkpoints are written to a temporary file and renamed into place."""
+    """mmengine ``Runner`` whose checkpoints are written to a temporary file and renamed into place, and which
+    loads a paper's original checkpoint format when the model knows it (``forge-test checkpoint=``, ``load_from=``).
+
+    A model opts in with ``adapt_state_dict(state) -> dict | None``: ``state`` in the model's own parameter names,
+    or None when it is not a foreign format (then the file is loaded as a forge/mmengine checkpoint).
+    """
+
+    def load_checkpoint(self, filename: str, map_location="cpu", strict: bool = False,
+                        revise_keys: list = [(r"^module.", "")]):  # noqa: B006 (mmengine's signature)
+        from mmengine.model import is_model_wrapper
+        from mmengine.runner.checkpoint import _load_checkpoint_to_model
+
+        from .config import ConfigError
+        from .inference import load_state_dict
+
+        net = self.model.module if is_model_wrapper(self.model) else self.model
+        adapt = getattr(net, "adapt_state_dict", None)
+        state = adapt(load_state_dict(filename)) if callable(adapt) else None
+        if state is None:
+            return super().load_checkpoint(filename, map_location=map_location, strict=strict,
+                                           revise_keys=revise_keys)
+        own = net.state_dict()
+        missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+        mismatched = [k for k in own if k in state and state[k].shape != own[k].shape]
+        shapes = [f"{k}: {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in mismatched]
+        if strict and (missing or unexpected or shapes):
+            raise ConfigError(f"{filename!r} was read as {type(net).__name__}'s original format but does not fit the "
+                              f"model: missing {missing[:4]}, unexpected {unexpected[:4]}, shapes {shapes[:4]}")
+        self.logger.info(f"Load checkpoint from {filename} (converted from {type(net).__name__}'s original format)")
+        if shapes:  # load_from with another number of classes: keep those layers as initialised
+            self.logger.warning(f"not loaded (shape differs from the model): {'; '.join(shapes)}")
+        _load_checkpoint_to_model(net, {k: v for k, v in state.items() if k not in mismatched}, strict=strict,
+                                  logger=self.logger)
+        return {"state_dict": state, "meta": {}}
 
     def save_checkpoint(self, out_dir: str, filename: str, *args, **kwargs):
         tmp_name = f".{filename}.partial"

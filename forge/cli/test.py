@@ -56,36 +56,6 @@ def _task_overrides() -> list[str]:
         return []
 
 
-def _load_foreign(model, checkpoint: str) -> bool:
-    """Load a checkpoint in a format the model itself knows (e.g. a paper's official release), if it is one.
-
-    A model opts in with ``adapt_state_dict(state) -> dict | None``: the state in its own parameter names, or None
-    when ``state`` is not a foreign format (then the runner loads it as a forge checkpoint). Returns True if loaded.
-    """
-    from mmengine.model import is_model_wrapper
-
-    from ..inference import load_state_dict
-
-    net = model.module if is_model_wrapper(model) else model
-    adapt = getattr(net, "adapt_state_dict", None)
-    if not callable(adapt):
-        return False
-    state = adapt(load_state_dict(checkpoint))
-    if state is None:
-        return False
-    what = f"checkpoint={checkpoint!r} was read as {type(net).__name__}'s original format but does not fit the model"
-    try:
-        missing, unexpected = net.load_state_dict(state, strict=False)
-    except RuntimeError as err:  # shape mismatches
-        raise ConfigError(f"{what}: {err}") from None
-    if missing or unexpected:
-        raise ConfigError(f"{what}: missing {missing[:4]}, unexpected {unexpected[:4]}")
-    from mmengine.logging import print_log
-
-    print_log(f"loaded {checkpoint} (converted from {type(net).__name__}'s original format)", logger="current")
-    return True
-
-
 def run_test(cfg: DictConfig) -> dict:
     if cfg.get("config"):
         cfg = merge_saved(cfg, _task_overrides())
@@ -103,8 +73,7 @@ def run_test(cfg: DictConfig) -> dict:
         raise ConfigError(str(err)) from err
     runner = build_runner(cfg, work_dir, mode="test")
     # strict: a checkpoint of another model must fail, not be evaluated with a warning
-    if not _load_foreign(runner.model, str(checkpoint)):
-        runner.load_checkpoint(str(checkpoint), strict=True)
+    runner.load_checkpoint(str(checkpoint), strict=True)  # a paper's original format too (ForgeRunner)
     metrics = runner.test()
     metrics = {k: float(v) if isinstance(v, int | float | np.floating) else v for k, v in (metrics or {}).items()}
     from ..distributed import get_rank

@@ -157,3 +157,27 @@ def test_forge_test_evaluates_an_official_release_directly(tmp_path):
     cfg.checkpoint = str(official)
     with pytest.raises(ConfigError, match="original format but does not fit"):
         run_test(cfg)
+
+
+def test_load_from_an_official_release_keeps_layers_of_another_shape(tmp_path, caplog):
+    """Fine-tuning from COCO weights on a 5-class set: everything but the class-dependent layers is loaded."""
+    from forge.data.shapes import make_shapes
+    from forge.runner import build_runner
+    from tests.forge.helpers import compose_cfg
+
+    manifest, _ = load_case("yolact_resnet50")
+    state = seeded_state_dict(manifest["state_dict"], 0)
+    official = tmp_path / "yolact_resnet50_54_800000.pth"
+    torch.save(state, official)
+    make_shapes(str(tmp_path / "shapes"), num_train=1, num_val=1, size=96, seed=0)
+    cfg = compose_cfg(["experiment=yolact/r50_550_coco", "dataset=shapes", f"dataset.root={tmp_path / 'shapes'}",
+                       "schedule.num_workers=0", "runtime.vis.tensorboard=false", f"load_from={official}"])
+    runner = build_runner(cfg, str(tmp_path / "run"), mode="train")
+    runner.load_checkpoint(str(official))
+    ours = convert_state_dict(state, darknet=False)
+    own = runner.model.state_dict()
+    differ = sorted(k for k in own if own[k].shape != ours[k].shape)
+    assert differ == ["head.cls.bias", "head.cls.weight", "semantic_head.conv.bias", "semantic_head.conv.weight"]
+    for k in own:
+        if k not in differ:
+            assert torch.equal(own[k], ours[k]), k
