@@ -37,6 +37,9 @@ def plot_scalars(path: str, out_dir: str) -> list[str]:
     import matplotlib.pyplot as plt
 
     series = read_scalars(path)
+    if "lr" in series:
+        # mmengine logs the configured base_lr beside the scheduled lr: a flat line that only takes up a panel
+        series.pop("base_lr", None)
     train = {k: v for k, v in series.items() if "loss" in k or k.endswith("lr") or k == "grad_norm"}
     val = {k: v for k, v in series.items() if k not in train}
     os.makedirs(out_dir, exist_ok=True)
