@@ -206,6 +206,23 @@ def _get_id(obj: Mapping, path: str, line: int) -> str:
 # ground truth
 
 
+def _iter_records(path: str, list_key: str):
+    """``(lineno, obj, ID, obj[list_key])`` per line, with the checks every odgt reader shares: unique ``ID`` and a
+    list under ``list_key``."""
+    seen: dict[str, int] = {}
+    for lineno, obj in _iter_json_lines(path):
+        rid = _get_id(obj, path, lineno)
+        if rid in seen:
+            raise _err(path, lineno, f"duplicate ID {rid!r} (first on line {seen[rid]})")
+        seen[rid] = lineno
+        if list_key not in obj:
+            raise _err(path, lineno, f"missing key {list_key!r} (ID {rid!r})")
+        items = obj[list_key]
+        if not isinstance(items, list):
+            raise _err(path, lineno, f"key {list_key!r} must be a list, got {type(items).__name__}")
+        yield lineno, obj, rid, items
+
+
 def _numeric(rows: list) -> np.ndarray | None:
     """``(N, 4)`` float64 from a list of 4-number lists, or None when anything is off (ragged, non-numeric, inf)."""
     try:
@@ -284,17 +301,7 @@ def read_gt_odgt(path: str | os.PathLike) -> list[GTRecord]:
     """
     path = os.fspath(path)
     records: list[GTRecord] = []
-    seen: dict[str, int] = {}
-    for lineno, obj in _iter_json_lines(path):
-        rid = _get_id(obj, path, lineno)
-        if rid in seen:
-            raise _err(path, lineno, f"duplicate ID {rid!r} (first on line {seen[rid]})")
-        seen[rid] = lineno
-        if "gtboxes" not in obj:
-            raise _err(path, lineno, f"missing key 'gtboxes' (ID {rid!r})")
-        gtboxes = obj["gtboxes"]
-        if not isinstance(gtboxes, list):
-            raise _err(path, lineno, f"key 'gtboxes' must be a list, got {type(gtboxes).__name__}")
+    for lineno, obj, rid, gtboxes in _iter_records(path, "gtboxes"):
         parsed = _gtboxes_fast(gtboxes)
         if parsed is None:  # something is off: walk the boxes one by one to name the culprit
             parsed = _gtboxes_checked(gtboxes, path, lineno, rid)
@@ -364,17 +371,7 @@ def read_dt_odgt(path: str | os.PathLike, box_key: str = "box") -> list[DTRecord
     """
     path = os.fspath(path)
     out: list[DTRecord] = []
-    seen: dict[str, int] = {}
-    for lineno, obj in _iter_json_lines(path):
-        rid = _get_id(obj, path, lineno)
-        if rid in seen:
-            raise _err(path, lineno, f"duplicate ID {rid!r} (first on line {seen[rid]})")
-        seen[rid] = lineno
-        if "dtboxes" not in obj:
-            raise _err(path, lineno, f"missing key 'dtboxes' (ID {rid!r})")
-        items = obj["dtboxes"]
-        if not isinstance(items, list):
-            raise _err(path, lineno, f"key 'dtboxes' must be a list, got {type(items).__name__}")
+    for lineno, obj, rid, items in _iter_records(path, "dtboxes"):
         boxes, scores = _boxes_scores(items, path, lineno, "dtboxes", box_key)
         out.append(
             DTRecord(

@@ -1,10 +1,10 @@
 """Helpers for the official-output fixtures (tests/fixtures/yolact, see its README): the seeded weights of the
-generator, mirrored here, and loading a case."""
+generator and loading a case."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -13,26 +13,18 @@ import torch
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "yolact"
 
 
+def _generator_module():
+    # the generator is a standalone script (it runs beside the official code, outside the project), so it is loaded
+    # by path; importing it needs only torch and numpy
+    spec = importlib.util.spec_from_file_location("yolact_generate_official", FIXTURES / "generate_official.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def seeded_state_dict(manifest: dict[str, list[int]], seed: int) -> dict[str, torch.Tensor]:
-    """Same scheme as ``generate_official.seeded_state_dict`` (keys sorted, one generator)."""
-    g = torch.Generator().manual_seed(seed)
-    out = {}
-    for key in sorted(manifest):
-        shape = tuple(manifest[key])
-        if key.endswith("num_batches_tracked"):
-            out[key] = torch.zeros(shape, dtype=torch.long)
-        elif key.endswith("running_var"):
-            out[key] = torch.rand(shape, generator=g) + 0.5
-        elif key.endswith("running_mean"):
-            out[key] = torch.randn(shape, generator=g) * 0.1
-        elif len(shape) == 1 and key.endswith("weight"):
-            out[key] = torch.rand(shape, generator=g) * 0.5 + 0.5
-        elif len(shape) == 1 and key.endswith("bias"):
-            out[key] = torch.randn(shape, generator=g) * 0.1
-        else:
-            gain = 1.0 if key.startswith("backbone.") else 2.0
-            out[key] = torch.randn(shape, generator=g) * math.sqrt(gain / math.prod(shape[1:]))
-    return out
+    """The generator's own ``seeded_state_dict`` (keys sorted, one generator), so both sides share one definition."""
+    return _generator_module().seeded_state_dict(manifest, seed)
 
 
 def load_case(name: str) -> tuple[dict, dict[str, np.ndarray]]:
