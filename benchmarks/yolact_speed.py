@@ -1,6 +1,6 @@
 """YOLACT speed: network forward latency / FPS (R50-550, R101-550, optionally YOLACT++) and Fast NMS vs standard NMS.
 
-    python benchmarks/yolact_speed.py                      # CPU: eager fp32
+    python benchmarks/yolact_speed.py                      # CPU: fp32, channels-last, bf16 autocast (if native)
     python benchmarks/yolact_speed.py --device cuda        # CUDA: eager, channels-last, AMP, torch.compile variants
 
 Forward = backbone + FPN + protonet + head (``mode='tensor'``), batch 1, random weights (speed does not depend on
@@ -20,6 +20,7 @@ import time
 import torch
 
 from forge.ops.nms import cc_fast_nms, fast_nms, standard_nms
+from forge.precision import native_bf16
 from yolact.configs import build_official
 
 
@@ -41,8 +42,8 @@ def timeit(fn, device: str, iters: int, warmup: int) -> list[float]:
     return times
 
 
-def bench_forward(name: str, size: int, device: str, iters: int, warmup: int, channels_last: bool, amp: bool,
-                  compile_: bool) -> list[float]:
+def bench_forward(name: str, size: int, device: str, iters: int, warmup: int, channels_last: bool,
+                  amp: torch.dtype | None, compile_: bool) -> list[float]:
     net = build_official(name).eval().to(device)
     x = torch.randn(1, 3, size, size, device=device)
     if channels_last:
@@ -51,7 +52,7 @@ def bench_forward(name: str, size: int, device: str, iters: int, warmup: int, ch
     fwd = net.forward_tensor
     if compile_:
         fwd = torch.compile(fwd)
-    ctx = torch.autocast(device_type=device.split(":")[0], dtype=torch.float16) if amp else contextlib.nullcontext()
+    ctx = torch.autocast(device_type=device.split(":")[0], dtype=amp) if amp else contextlib.nullcontext()
 
     def run():
         with torch.inference_mode(), ctx:
@@ -101,7 +102,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--warmup", type=int, default=None)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--candidates", type=int, default=5000, help="NMS candidates before the 0.05 threshold")
-    p.add_argument("--no-variants", action="store_true", help="CUDA: only eager fp32")
+    p.add_argument("--no-variants", action="store_true", help="only eager fp32")
     args = p.parse_args(argv)
     cuda = args.device.startswith("cuda")
     iters = args.iters or (50 if cuda else 5)
@@ -110,10 +111,18 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
     dev_name = torch.cuda.get_device_name() if cuda else f"{platform.processor() or platform.machine()} CPU"
     print(f"# YOLACT speed on {dev_name}, torch {torch.__version__}, {torch.get_num_threads()} CPU threads\n")
-    variants = [("eager fp32", False, False, False)]
+    fp16, bf16 = torch.float16, torch.bfloat16
+    variants = [("eager fp32", False, None, False)]
     if cuda and not args.no_variants:
-        variants += [("channels-last", True, False, False), ("AMP fp16", False, True, False),
-                     ("channels-last + AMP", True, True, False), ("compile + channels-last + AMP", True, True, True)]
+        variants += [("channels-last", True, None, False), ("AMP fp16", False, fp16, False),
+                     ("channels-last + AMP", True, fp16, False), ("compile + channels-last + AMP", True, fp16, True)]
+    elif not args.no_variants:
+        variants += [("channels-last", True, None, False)]
+        # bf16 autocast is what training uses here (autocast_dtype: auto); without hardware bf16 it is emulated, slow
+        if native_bf16("cpu"):
+            variants += [("bf16 autocast", False, bf16, False), ("channels-last + bf16 autocast", True, bf16, False)]
+        else:
+            print("(no AVX512-BF16/AMX on this CPU: bf16 autocast variants left out)\n")
     print("| model | input | variant | median ms | mean ms | FPS |\n|---|---|---|---|---|---|")
     for name in args.models:
         for label, cl, amp, comp in variants:
