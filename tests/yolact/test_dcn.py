@@ -85,3 +85,38 @@ def test_dcn_placement_follows_the_paper_interval():
         return sorted(n for n, m in net.named_modules() if isinstance(m, ModulatedDeformConv2d))
     assert len(dcn(r101)) == 2 + 8 + 1 and "layer3.21.conv2" in dcn(r101) and "layer4.1.conv2" not in dcn(r101)
     assert len(dcn(r50)) == 4 + 6 + 3 and not any(n.startswith("layer1") for n in dcn(r50))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_runs_under_autocast_in_float32(dtype):
+    # torchvision's CPU deform_conv2d has no bfloat16 kernel and autocast no rule for it: the layer upcasts
+    torch.manual_seed(0)
+    layer = ModulatedDeformConv2d(4, 5)
+    torch.nn.init.normal_(layer.offset_mask.weight, std=0.1)
+    x = torch.randn(2, 4, 9, 9)
+    ref = layer(x)
+    for inp in (x, x.to(dtype)):  # first layer under autocast (float32 input) or after other autocast layers
+        with torch.autocast("cpu", dtype=dtype):
+            out = layer(inp)
+        assert out.dtype == inp.dtype
+        err = (out.float() - ref).abs().max() / ref.abs().max()
+        assert err < 0.05, (inp.dtype, err)
+        with torch.autocast("cpu", dtype=dtype):  # the offsets really came from the reduced-precision conv
+            om = layer.offset_mask(inp)
+        assert om.dtype == dtype
+
+
+def test_yolact_plus_runs_under_bfloat16_autocast():
+    from yolact.model import Yolact
+
+    torch.manual_seed(0)
+    kw = dict(backbone="resnet50", num_classes=3, max_size=96, fpn_channels=32, dcn_layers=(0, 4, 6, 3), dcn_interval=3,
+              use_maskiou=True)
+    ref = Yolact(**kw).eval()
+    amp = Yolact(**kw, autocast_dtype="bfloat16").eval()
+    amp.load_state_dict(ref.state_dict())
+    x = torch.randn(1, 3, 96, 96)
+    with torch.no_grad():
+        a, b = ref(x), amp(x)
+    err = (a["coefs"] - b["coefs"]).abs().max() / a["coefs"].abs().max()
+    assert b["coefs"].dtype == torch.float32 and err < 0.1
