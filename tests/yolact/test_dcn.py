@@ -120,3 +120,8 @@ def test_yolact_plus_runs_under_bfloat16_autocast():
         a, b = ref(x), amp(x)
     err = (a["coefs"] - b["coefs"]).abs().max() / a["coefs"].abs().max()
     assert b["coefs"].dtype == torch.float32 and err < 0.1
+    amp.train()
+    out = amp(torch.randn(2, 3, 96, 96))
+    (out["coefs"].sum() + out["prototypes"].sum()).backward()
+    dcn = [m for m in amp.modules() if isinstance(m, ModulatedDeformConv2d)]
+    assert dcn and all(m.weight.grad is not None and torch.isfinite(m.weight.grad).all() for m in dcn)
