@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 
 import torch
 from hydra.utils import instantiate
@@ -36,6 +37,15 @@ def safe_load(checkpoint: str):
     """``torch.load(weights_only=True)``, also accepting the few mmengine/numpy types of forge's own checkpoints."""
     if not os.path.isfile(checkpoint):
         raise FileNotFoundError(f"checkpoint {checkpoint!r} does not exist")
+    try:
+        return _safe_load(checkpoint)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as err:
+        if str(checkpoint) in str(err):
+            raise
+        raise ValueError(f"{checkpoint}: not a readable PyTorch checkpoint ({type(err).__name__}: {err})") from err
+
+
+def _safe_load(checkpoint: str):
     unsafe = set(torch.serialization.get_unsafe_globals_in_checkpoint(checkpoint))
     if not unsafe:
         return torch.load(checkpoint, map_location="cpu", weights_only=True)

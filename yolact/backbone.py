@@ -10,6 +10,7 @@ mean ``(123.68, 116.78, 103.94)`` and std ``(58.40, 57.12, 57.38)`` on 0-255 val
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 import torch
@@ -266,6 +267,8 @@ def _load_checked(module: nn.Module, state: dict[str, Tensor], path: str, what: 
 
 
 def _read_state_dict(path: str) -> dict[str, Tensor]:
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"backbone checkpoint not found: {path} (model.backbone_checkpoint)")
     obj = torch.load(path, map_location="cpu", weights_only=True)
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]

@@ -126,8 +126,8 @@ def detect_model(state: Mapping[str, Tensor], filename: str = "") -> str:
     return "yolact_im700" if "im700" in os.path.basename(filename) else "yolact_base"
 
 
-def convert_state_dict(state: Mapping[str, Tensor], darknet: bool) -> dict[str, Tensor]:
-    """Rename every key of an official state dict (see the table above)."""
+def convert_state_dict(state: Mapping[str, Tensor], darknet: bool, source: str = "") -> dict[str, Tensor]:
+    """Rename every key of an official state dict (see the table above); ``source`` (the file) names it in errors."""
     out: dict[str, Tensor] = {}
     unknown = []
     for k, v in state.items():
@@ -139,15 +139,20 @@ def convert_state_dict(state: Mapping[str, Tensor], darknet: bool) -> dict[str, 
         if new is not None:
             out[new] = v
     if unknown:
-        raise KeyError(f"official checkpoint has {len(unknown)} unknown keys, e.g. {unknown[:5]}")
+        raise KeyError(
+            f"official checkpoint{f' {source}' if source else ''} has {len(unknown)} keys that are not YOLACT's, "
+            f"e.g. {unknown[:5]}"
+        )
     return out
 
 
 def read_checkpoint(path: str) -> tuple[dict[str, Tensor], dict]:
     """``(state_dict, meta)`` of an official ``.pth``, a file written by this converter or an mmengine checkpoint."""
+    from forge.inference import safe_load
+
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    obj = torch.load(path, map_location="cpu", weights_only=True)
+    obj = safe_load(path)  # also our mmengine checkpoints (message-hub entries beside the weights)
     meta: dict = {}
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         meta = obj.get("meta") or {}
@@ -173,7 +178,7 @@ def load_model(path: str, model: str | None = None, **overrides):
     name = model or meta.get("model") or detect_model(state, path)
     kwargs = dict(meta.get("model_kwargs") or official_kwargs(name)) if not model else official_kwargs(name)
     if is_official(state):
-        state = convert_state_dict(state, darknet=kwargs["backbone"] == "darknet53")
+        state = convert_state_dict(state, darknet=kwargs["backbone"] == "darknet53", source=path)
     head_cls = state.get("head.cls.weight")
     if head_cls is not None and "num_classes" not in overrides:
         a = state["head.box.weight"].shape[0] // 4

@@ -131,7 +131,9 @@ class Yolact(BaseModel):
             raise ValueError(f"Yolact: {err}") from None
         self.autocast_dtype = autocast_dtype
         self._anchor_cache: dict = {}
-        self.init_weights()
+        # the ImageNet backbone is read in init_weights(), which the runner calls before training: a model built to
+        # test or run a trained checkpoint must not need the backbone file
+        self._init_head_weights()
 
     # ------------------------------------------------------------------ weights
     def adapt_state_dict(self, state: dict[str, Tensor]) -> dict[str, Tensor] | None:
@@ -147,14 +149,18 @@ class Yolact(BaseModel):
                 out[key] = torch.zeros_like(value)
         return out
 
-    def init_weights(self) -> None:
-        """Xavier-uniform weights and zero biases for every conv outside the backbone (as the original), then the
-        ImageNet backbone checkpoint if one was given."""
+    def _init_head_weights(self) -> None:
+        """Xavier-uniform weights and zero biases for every conv outside the backbone (as the original)."""
         for name, m in self.named_modules():
             if isinstance(m, nn.Conv2d) and not name.startswith("backbone."):
                 nn.init.xavier_uniform_(m.weight)
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
+
+    def init_weights(self) -> None:
+        """Initialisation for training (the runner calls it before ``load_from`` / resume): the head initialisation,
+        then the ImageNet backbone checkpoint if one was given."""
+        self._init_head_weights()
         if self.backbone_checkpoint:
             self.backbone.load_imagenet(self.backbone_checkpoint)
 

@@ -73,10 +73,29 @@ def test_refuses_partial_or_foreign_checkpoints(official_plus_r50, tmp_path):
         load_model(str(tmp_path / "partial.pth"))
     extra = dict(state, **{"mystery.weight": torch.zeros(1)})
     torch.save(extra, tmp_path / "extra.pth")
-    with pytest.raises(KeyError, match="unknown keys"):
+    with pytest.raises(KeyError, match=r"extra\.pth has 1 keys that are not YOLACT's.*mystery\.weight"):
         load_model(str(tmp_path / "extra.pth"))
     with pytest.raises(FileNotFoundError):
         load_model(str(tmp_path / "nope.pth"))
+    (tmp_path / "garbage.pth").write_bytes(b"not a checkpoint at all")
+    with pytest.raises(ValueError, match=r"garbage\.pth: not a readable PyTorch checkpoint"):
+        load_model(str(tmp_path / "garbage.pth"))
+
+
+def test_reads_a_runner_written_checkpoint(tmp_path):
+    # mmengine stores its message hub (history buffers of numpy scalars) beside the weights
+    import numpy as np
+    from mmengine.logging import MessageHub
+
+    from yolact.convert import read_checkpoint
+
+    net = Yolact(backbone="resnet18", num_classes=3, max_size=64, fpn_channels=16)
+    hub = MessageHub.get_instance("test_reads_a_runner_written_checkpoint")
+    hub.update_scalar("train/loss", np.float64(1.5))
+    path = tmp_path / "iter_10.pth"
+    torch.save({"meta": {"iter": 10}, "state_dict": net.state_dict(), "message_hub": hub.state_dict()}, path)
+    state, meta = read_checkpoint(str(path))
+    assert meta == {"iter": 10} and state.keys() == net.state_dict().keys()
 
 
 def test_recognition_from_manifests():
@@ -100,6 +119,8 @@ def test_backbone_from_torchvision_imagenet_checkpoint(tmp_path):
     path = tmp_path / "resnet50-19c8e357.pth"
     torch.save(tv.state_dict(), path)
     net = Yolact(backbone="resnet50", backbone_checkpoint=str(path), dcn_layers=(0, 4, 6, 3))
+    assert not torch.equal(net.backbone.conv1.weight, tv.conv1.weight)  # read for training only, not when built
+    net.init_weights()  # what the runner calls before training
     ours = net.backbone.state_dict()
     for k, v in tv.state_dict().items():
         if not k.startswith("fc."):
@@ -108,6 +129,14 @@ def test_backbone_from_torchvision_imagenet_checkpoint(tmp_path):
     torch.save({"conv1.weight": torch.zeros(1)}, tmp_path / "bad.pth")
     with pytest.raises(KeyError, match="not a torchvision ResNet-50"):
         net.backbone.load_imagenet(str(tmp_path / "bad.pth"))
+
+
+def test_a_missing_backbone_checkpoint_only_matters_for_training(tmp_path):
+    # forge-test / forge-infer build the model from a run's config, whose ImageNet file may not be on this machine
+    missing = str(tmp_path / "resnet101_reducedfc.pth")
+    net = Yolact(backbone="resnet18", num_classes=3, max_size=64, fpn_channels=16, backbone_checkpoint=missing)
+    with pytest.raises(FileNotFoundError, match="resnet101_reducedfc.pth.*model.backbone_checkpoint"):
+        net.init_weights()
 
 
 def _coco80_from_shapes(root) -> None:
