@@ -1,6 +1,7 @@
 """ONNX export of the YOLACT network without post-processing.
 
-Graph inputs: ``images (B, 3, H, W)`` normalised as :mod:`yolact.preprocess`. Outputs: ``boxes (B, A, 4)`` SSD
+Graph inputs: ``images (B, 3, H, W)`` normalised as :mod:`yolact.preprocess` (official releases) or as the
+run's ``dataset.val_pipeline`` (our checkpoints; ``config.yaml`` beside the checkpoint or ``--config``). Outputs: ``boxes (B, A, 4)`` SSD
 deltas, ``scores (B, A, C + 1)`` softmax class scores (background first), ``coefs (B, A, k)``, ``prototypes
 (B, k, H/4, W/4)`` and ``anchors (A, 4)`` relative cxcywh (a constant for the exported size). Decoding, NMS and mask
 assembly (:mod:`yolact.postprocess`) stay outside the graph, so Fast NMS / standard NMS can be chosen at run time.
@@ -8,9 +9,10 @@ The YOLACT++ mask re-scoring net is exported separately (``--maskiou``): ``masks
 
 YOLACT++ backbones use ``torchvision.ops.deform_conv2d``. torch's exporter has no translation for it, so
 :func:`register_deform_conv_symbolic` maps it to the standard ONNX ``DeformConv`` operator (opset 19); onnxruntime
-(1.32 here) runs it on CPU and matches PyTorch (tests/yolact/test_export.py).
+(1.32 here) runs it on CPU and matches PyTorch (tests/yolact/test_infer_export.py).
 
     python -m yolact.export --checkpoint yolact_base_54_800000.pth --out yolact_base.onnx [--size 550] [--check]
+    python -m yolact.export --checkpoint work_dirs/yolact/shapes/iter_1000.pth --out shapes.onnx --check
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .configs import OFFICIAL_MODELS
-from .convert import load_model
+from .infer import load_for_inference
 
 
 class ExportWrapper(nn.Module):
@@ -104,13 +106,14 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m yolact.export", description="YOLACT -> ONNX (no post-processing)")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--out", required=True)
-    p.add_argument("--model", choices=sorted(OFFICIAL_MODELS))
+    p.add_argument("--model", choices=sorted(OFFICIAL_MODELS), help="official architecture (default: recognised)")
+    p.add_argument("--config", help="a training run's config.yaml (default: the one next to the checkpoint, if any)")
     p.add_argument("--size", type=int, nargs="+", default=None, help="S or H W (default: the model's max_size)")
     p.add_argument("--opset", type=int, default=19)
     p.add_argument("--maskiou", help="also export the YOLACT++ re-scoring net to this file")
     p.add_argument("--check", action="store_true", help="compare onnxruntime with PyTorch on a random input")
     args = p.parse_args(argv)
-    net, name = load_model(args.checkpoint, args.model)
+    net, name, _ = load_for_inference(args.checkpoint, args.model, args.config)
     size = tuple(args.size) * (2 // len(args.size)) if args.size else (net.max_size, net.max_size)
     export_onnx(net, args.out, size, opset=args.opset)
     print(f"{name} -> {args.out} (input 1x3x{size[0]}x{size[1]})")

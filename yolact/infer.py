@@ -38,7 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", dest="json_path", help="write COCO-style results to this file")
     p.add_argument("--score-thr", type=float, default=0.3, help="drawing threshold (JSON keeps everything)")
     p.add_argument("--nms", choices=NMS_KINDS, default="fast")
-    p.add_argument("--max-size", type=int, default=None, help="input size (default: the model's)")
+    p.add_argument("--max-size", type=int, default=None,
+                   help="square input size with the original's transform (default: our run's val pipeline, or the "
+                        "official model's size)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     return p
 
@@ -94,25 +96,68 @@ def _run_categories(cfg, num_classes: int) -> tuple[list[str] | None, list[int] 
     return names, cat_ids
 
 
-def _load(args: argparse.Namespace):
-    """Our training run (config.yaml next to the checkpoint or ``--config``) or any checkpoint recognised by keys.
+def run_preprocess(cfg):
+    """``image (H, W, 3) uint8 RGB, image_id, file_name -> (inputs (1, 3, H', W'), ImageMeta)`` through the run's
+    own ``dataset.val_pipeline`` and ``collate_fn``, so a run trained at another size, mean/std, channel order or
+    keep-ratio resize is fed what it was evaluated on."""
+    from hydra.utils import get_method, instantiate
 
-    Returns ``(model, description, class names or None, category ids per label)``."""
-    config = args.config or os.path.join(os.path.dirname(os.path.abspath(args.checkpoint)), "config.yaml")
-    if args.model is None and os.path.isfile(config):
+    from forge.data.coco_dataset import pack_sample
+    from forge.data.collate import collate_detection
+    from forge.data.structures import ImageMeta, Instances
+    from forge.data.transforms import Compose
+
+    data = cfg.get("dataset") or {}
+    if data.get("val_pipeline") is None:
+        raise ValueError("forge-infer yolact: the run's config has no dataset.val_pipeline")
+    pipeline = Compose(list(instantiate(data.val_pipeline, _convert_="partial")))
+    collate = get_method(data.collate_fn) if data.get("collate_fn") else collate_detection
+
+    def preprocess(image: np.ndarray, image_id: int, file_name: str):
+        h, w = image.shape[:2]
+        meta = ImageMeta(image_id=image_id, file_name=file_name, ori_shape=(h, w), img_shape=(h, w),
+                         pad_shape=(h, w))
+        sample = dict(img=image.astype(np.float32), gt=Instances.empty(h, w), meta=meta)
+        batch = collate([pack_sample(pipeline(sample))])
+        return batch["inputs"], batch["data_samples"][0].meta
+
+    return preprocess
+
+
+def load_for_inference(checkpoint: str, model: str | None = None, config: str | None = None, nms: str = "fast"):
+    """A YOLACT checkpoint as an eval-mode model: one of our runs (its ``config.yaml`` beside the checkpoint, or
+    ``config``), else an official release or converted file (architecture from the keys, or ``model``).
+
+    Returns:
+        ``(model, description, run config or None)``.
+    """
+    if config is not None and not os.path.isfile(config):
+        raise FileNotFoundError(f"--config {config!r} does not exist")
+    config = config or os.path.join(os.path.dirname(os.path.abspath(checkpoint)), "config.yaml")
+    if model is None and os.path.isfile(config):
         from forge.inference import load_model as load_run
 
-        net, cfg = load_run(args.checkpoint, config)
-        net.test_cfg["nms"] = args.nms
+        net, cfg = load_run(checkpoint, config)
+        net.test_cfg["nms"] = nms
+        return net, f"{net.backbone_name} ({config})", cfg
+    net, name = load_model(checkpoint, model, nms=nms)
+    return net, name, None
+
+
+def _load(args: argparse.Namespace):
+    """:func:`load_for_inference` plus the class names and category ids to write.
+
+    Returns ``(model, description, class names or None, category ids per label, run config or None)``."""
+    net, name, cfg = load_for_inference(args.checkpoint, args.model, args.config, args.nms)
+    if cfg is not None:
         names, cat_ids = _run_categories(cfg, net.num_classes)
         if cat_ids is None and args.json_path:
-            print(f"forge-infer yolact: the annotation file of {config} is not readable here; --json writes "
+            print(f"forge-infer yolact: the annotation file of {name} is not readable here; --json writes "
                   f"category_id = label + 1")
-        return net, f"{net.backbone_name} ({config})", names, cat_ids or list(range(1, net.num_classes + 1))
-    net, name = load_model(args.checkpoint, args.model, nms=args.nms)
+        return net, name, names, cat_ids or list(range(1, net.num_classes + 1)), cfg
     coco = net.num_classes == 80
     return (net, name, COCO_CLASSES if coco else None,
-            list(COCO_CATEGORY_IDS) if coco else list(range(1, net.num_classes + 1)))
+            list(COCO_CATEGORY_IDS) if coco else list(range(1, net.num_classes + 1)), None)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,16 +165,26 @@ def main(argv: list[str] | None = None) -> int:
     missing = [p for p in args.images if not os.path.isfile(p)]
     if missing:
         raise FileNotFoundError(f"forge-infer yolact: image(s) not found: {', '.join(missing)}")
-    net, name, names, cat_ids = _load(args)
+    net, name, names, cat_ids, cfg = _load(args)
     net = net.to(args.device)
     max_size = args.max_size or net.max_size
+    if cfg is not None and args.max_size is None:
+        run_input = run_preprocess(cfg)  # our run: its own val pipeline
+
+        def preprocess(image, image_id, file_name):
+            x, meta = run_input(image, image_id, file_name)
+            return x.to(args.device), meta
+    else:  # an official release: the original's evaluation transform
+
+        def preprocess(image, image_id, file_name):
+            return preprocess_image(image, max_size, net.backbone_name, image_id, file_name, args.device)
     single_png = len(args.images) == 1 and args.out.lower().endswith(".png")
     if not single_png:
         os.makedirs(args.out, exist_ok=True)
     results = []
     for index, path in enumerate(args.images):
         image = np.asarray(Image.open(path).convert("RGB"))
-        x, meta = preprocess_image(image, max_size, net.backbone_name, _image_id(path, index), path, args.device)
+        x, meta = preprocess(image, _image_id(path, index), path)
         with torch.no_grad():
             pred = net(x, [DetSample(meta=meta)], mode="predict")[0].pred.to("cpu")
         drawn = draw_instances(image, pred.boxes, pred.labels, pred.scores, pred.masks, names,

@@ -99,3 +99,66 @@ def test_our_run_writes_its_dataset_names_and_category_ids(tmp_path):
     cfg.dataset.val.ann_file = str(tmp_path / "gone.json")
     cfg.dataset["classes"] = ["a", "b", "c"]
     assert _run_categories(cfg, 3) == (["a", "b", "c"], None)
+
+
+def _tiny_run(tmp_path):
+    """A run folder as forge-train leaves it (config.yaml + checkpoint) for a small ResNet-18 YOLACT trained with a
+    keep-ratio resize, another mean/std and BGR input."""
+    from yolact.model import Yolact
+
+    run = tmp_path / "run"
+    run.mkdir()
+    model_kw = dict(backbone="resnet18", num_classes=2, max_size=96, fpn_channels=16, conf_thresh=0.0)
+    (run / "config.yaml").write_text(json.dumps({
+        "model": {"_target_": "yolact.model.Yolact", **model_kw},
+        "dataset": {"classes": ["a", "b"], "val_pipeline": [
+            {"_target_": "forge.data.transforms.Resize", "size": 96, "keep_ratio": True},
+            {"_target_": "forge.data.transforms.Normalize", "mean": [10.0, 20.0, 30.0], "std": [50.0, 60.0, 70.0],
+             "to_bgr": True}]}}))
+    torch.manual_seed(0)
+    net = Yolact(**model_kw).eval()
+    torch.save({"state_dict": net.state_dict(), "meta": {}}, run / "iter_1.pth")
+    return run, net
+
+
+def test_our_run_is_fed_through_its_own_val_pipeline(tmp_path):
+    # a run trained with a keep-ratio resize, another mean/std and BGR input must get exactly that at inference
+    from forge.data.structures import DetSample
+    from yolact.infer import main as infer_main
+
+    run, net = _tiny_run(tmp_path)
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (64, 128, 3), dtype=np.uint8)  # h, w: keep-ratio resize gives 48 x 96
+    Image.fromarray(image).save(tmp_path / "img_000007.png")
+    results = tmp_path / "res.json"
+    assert infer_main([str(tmp_path / "img_000007.png"), "--checkpoint", str(run / "iter_1.pth"),
+                       "--out", str(tmp_path / "out.png"), "--json", str(results), "--device", "cpu"]) == 0
+    got = json.loads(results.read_text())
+
+    # the same input built by hand: bilinear half-pixel resize to 48 x 96, to BGR, (x - mean) / std in BGR order
+    x = torch.from_numpy(image).permute(2, 0, 1)[None].float()
+    x = torch.nn.functional.interpolate(x, (48, 96), mode="bilinear", align_corners=False)
+    mean, std = torch.tensor([10.0, 20.0, 30.0])[:, None, None], torch.tensor([50.0, 60.0, 70.0])[:, None, None]
+    x = ((x[0].flip(0) - mean) / std)[None]
+    from forge.data.structures import ImageMeta
+
+    meta = ImageMeta(image_id=7, ori_shape=(64, 128), img_shape=(48, 96), pad_shape=(48, 96), scale_factor=(0.75, 0.75))
+    with torch.no_grad():
+        pred = net(x, [DetSample(meta=meta)], mode="predict")[0].pred
+    assert len(got) == len(pred.scores) > 0
+    np.testing.assert_allclose([r["score"] for r in got], pred.scores.numpy().round(5), atol=2e-4)
+    np.testing.assert_allclose(got[0]["bbox"][:2], pred.boxes[0, :2].numpy(), atol=0.05)
+    assert {r["image_id"] for r in got} == {7}
+
+
+def test_export_of_our_run(tmp_path, capsys):
+    from yolact.export import main as export_main
+
+    run, _ = _tiny_run(tmp_path)
+    out = tmp_path / "run.onnx"
+    assert export_main(["--checkpoint", str(run / "iter_1.pth"), "--out", str(out), "--size", "64", "96",
+                        "--check"]) == 0
+    printed = capsys.readouterr().out
+    assert out.is_file() and "input 1x3x64x96" in printed and "config.yaml" in printed
+    with pytest.raises(FileNotFoundError, match="--config .*nope.yaml"):
+        export_main(["--checkpoint", str(run / "iter_1.pth"), "--out", str(out), "--config", "nope.yaml"])
