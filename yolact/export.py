@@ -1,11 +1,12 @@
 """ONNX export of the YOLACT network without post-processing.
 
-Graph inputs: ``images (B, 3, H, W)`` normalised as :mod:`yolact.preprocess` (official releases) or as the
-run's ``dataset.val_pipeline`` (our checkpoints; ``config.yaml`` beside the checkpoint or ``--config``). Outputs: ``boxes (B, A, 4)`` SSD
-deltas, ``scores (B, A, C + 1)`` softmax class scores (background first), ``coefs (B, A, k)``, ``prototypes
-(B, k, H/4, W/4)`` and ``anchors (A, 4)`` relative cxcywh (a constant for the exported size). Decoding, NMS and mask
-assembly (:mod:`yolact.postprocess`) stay outside the graph, so Fast NMS / standard NMS can be chosen at run time.
-The YOLACT++ mask re-scoring net is exported separately (``--maskiou``): ``masks (N, 1, h, w) -> iou (N, C)``.
+Graph inputs: ``images (B, 3, H, W)`` normalised as :mod:`yolact.preprocess` (official releases) or as the run's
+``dataset.val_pipeline`` (our checkpoints; ``config.yaml`` beside the checkpoint or ``--config``). Outputs: ``boxes
+(B, A, 4)`` SSD deltas, ``scores (B, A, C + 1)`` softmax class scores (background first), ``coefs (B, A, k)``,
+``prototypes (B, k, H/4, W/4)`` and ``anchors (A, 4)`` relative cxcywh (a constant for the exported size). Decoding,
+NMS and mask assembly (:mod:`yolact.postprocess`) stay outside the graph, so Fast NMS / standard NMS can be chosen
+at run time. The YOLACT++ mask re-scoring net is exported separately (``--maskiou``): ``masks (N, 1, h, w) -> iou
+(N, C)``.
 
 YOLACT++ backbones use ``torchvision.ops.deform_conv2d``. torch's exporter has no translation for it, so
 :func:`register_deform_conv_symbolic` maps it to the standard ONNX ``DeformConv`` operator (opset 19); onnxruntime

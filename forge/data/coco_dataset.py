@@ -51,6 +51,11 @@ def _log(msg: str, level: int = logging.WARNING) -> None:
     print_log(msg, logger="current", level=level)
 
 
+def _encloses_nothing(segm) -> bool:
+    """A polygon segmentation without any part of 3 or more points (it rasterises to an empty mask)."""
+    return isinstance(segm, list) and not any(len(part) >= 6 for part in segm)
+
+
 def load_rgb(path: str, what: str = "") -> np.ndarray:
     """Read an image file as ``(H, W, 3)`` uint8 RGB (grey, palette, CMYK and alpha images are converted).
 
@@ -287,6 +292,7 @@ class CocoInstanceDataset(InstanceDatasetBase):
         bad: list[int] = []
         total = 0
         dropped_empty = 0
+        no_area: list[int] = []
         for image_id in anns.image_ids:
             img = anns.images[image_id]
             w, h = img["width"], img["height"]
@@ -308,6 +314,8 @@ class CocoInstanceDataset(InstanceDatasetBase):
                         f"{self.ann_file}: annotation id {a['id']} (image id {image_id}) has no 'segmentation' "
                         "(set with_masks=false for box-only data)"
                     )
+                if self.with_masks and _encloses_nothing(a["segmentation"]):
+                    no_area.append(int(a["id"]))
                 kept.append(
                     (
                         int(a["id"]),
@@ -323,6 +331,15 @@ class CocoInstanceDataset(InstanceDatasetBase):
             records.append(dict(image_id=image_id, file=file_name, width=w, height=h, anns=kept))
         detail = f", ids {bad[:10]}{' ...' if len(bad) > 10 else ''}" if bad else ""
         self._summary("annotations", len(bad), total, f" lying outside their image{detail}")
+        if no_area:
+            _log(
+                f"{self._name()}: {len(no_area)} of {total} annotations have a segmentation that encloses no area "
+                f"(empty, or polygons of fewer than 3 points), ids {no_area[:10]}"
+                f"{' ...' if len(no_area) > 10 else ''}: "
+                "kept with an empty mask; a Resize/crop that recomputes boxes from masks gives them a zero box, "
+                "which FilterSmallBoxes drops"
+            )
+        self.empty_mask_ann_ids = no_area
         return records, dropped_empty
 
     def _verify(self, records: list[dict]) -> list[dict]:

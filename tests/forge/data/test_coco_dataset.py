@@ -307,3 +307,16 @@ def test_dataset_pickles_and_loads_in_workers_deterministically(shapes_root):
     assert a["inputs"].shape == (4, 3, 48, 48)
     assert torch.equal(a["inputs"], b["inputs"])
     assert [s.gt.boxes.tolist() for s in a["data_samples"]] == [s.gt.boxes.tolist() for s in b["data_samples"]]
+
+
+def test_segmentation_without_area_is_kept_and_reported(coco_dir, monkeypatch):
+    root, coco, _ = coco_dir
+    coco["annotations"][0]["segmentation"] = []
+    coco["annotations"][2]["segmentation"] = [[2.0, 3.0, 5.0, 3.0]]  # two points: no area
+    logged = []
+    monkeypatch.setattr(coco_dataset, "_log", lambda msg, level=None: logged.append(msg))
+    ds = CocoInstanceDataset(_write(root, coco, "noarea.json"), str(root / "images"))
+    assert ds.empty_mask_ann_ids == [11, 13]
+    assert any("2 of 3 annotations" in m and "[11, 13]" in m and "encloses no area" in m for m in logged), logged
+    gt = ds[0]["data_samples"].gt
+    assert gt.ann_ids.tolist() == [11, 12, 13] and gt.masks[0].sum() == 0 and gt.masks[1].sum() > 0
