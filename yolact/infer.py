@@ -2,8 +2,9 @@
 
 Runs a YOLACT / YOLACT++ checkpoint (one of ours or an official release such as ``yolact_base_54_800000.pth``;
 the architecture is recognised from the keys and shapes, or named with ``--model``) on images, draws masks, boxes,
-labels and scores to PNG, and optionally writes COCO-style results (``bbox`` xywh, ``segmentation`` RLE, ``score``
-= box score, ``mask_score`` for YOLACT++).
+labels and scores to PNG, and optionally writes COCO results as ``forge-test`` does with ``outfile_prefix``:
+``RESULTS.bbox.json`` (boxes, box scores) and ``RESULTS.segm.json`` (masks as RLE, scored with the YOLACT++ mask
+score where the model re-scores), each readable by ``forge-eval coco --dt``.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ import torch
 from PIL import Image
 
 from forge.data.structures import DetSample
+from forge.evaluation.coco import detections_to_coco
 from forge.vis.draw import draw_instances
 
 from .configs import COCO_CATEGORY_IDS, COCO_CLASSES, OFFICIAL_MODELS
@@ -35,7 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="PNG file (one image) or output directory")
     p.add_argument("--model", choices=sorted(OFFICIAL_MODELS), help="architecture (default: from the checkpoint)")
     p.add_argument("--config", help="a training run's config.yaml (default: the one next to the checkpoint, if any)")
-    p.add_argument("--json", dest="json_path", help="write COCO-style results to this file")
+    p.add_argument("--json", dest="json_path", metavar="RESULTS",
+                   help="write COCO results to RESULTS.bbox.json and RESULTS.segm.json (a .json suffix is dropped)")
     p.add_argument("--score-thr", type=float, default=0.3, help="drawing threshold (JSON keeps everything)")
     p.add_argument("--nms", choices=NMS_KINDS, default="fast")
     p.add_argument("--max-size", type=int, default=None,
@@ -49,29 +52,6 @@ def _image_id(path: str, index: int) -> int:
     stem = Path(path).stem
     digits = stem.split("_")[-1]
     return int(digits) if digits.isdigit() else index
-
-
-def coco_records(pred, image_id: int, cat_ids: Sequence[int]) -> list[dict]:
-    """COCO results for one image's :class:`Detections`; ``cat_ids[label]`` is the category id of a label."""
-    from pycocotools import mask as mask_utils
-
-    recs = []
-    masks = pred.masks.cpu().numpy() if pred.masks is not None else None
-    for i in range(len(pred.scores)):
-        x1, y1, x2, y2 = (float(v) for v in pred.boxes[i])
-        label = int(pred.labels[i])
-        rec = {"image_id": image_id,
-               "category_id": int(cat_ids[label]),
-               "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
-               "score": round(float(pred.scores[i]), 5)}
-        if masks is not None:
-            rle = mask_utils.encode(np.asfortranarray(masks[i].astype(np.uint8)))
-            rle["counts"] = rle["counts"].decode("ascii")
-            rec["segmentation"] = rle
-        if pred.mask_scores is not None:
-            rec["mask_score"] = round(float(pred.mask_scores[i]), 5)
-        recs.append(rec)
-    return recs
 
 
 def _run_categories(cfg, num_classes: int) -> tuple[list[str] | None, list[int] | None]:
@@ -181,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     single_png = len(args.images) == 1 and args.out.lower().endswith(".png")
     if not single_png:
         os.makedirs(args.out, exist_ok=True)
-    results = []
+    results: dict[str, list[dict]] = {"bbox": [], "segm": []}
     for index, path in enumerate(args.images):
         image = np.asarray(Image.open(path).convert("RGB"))
         x, meta = preprocess(image, _image_id(path, index), path)
@@ -194,11 +174,15 @@ def main(argv: list[str] | None = None) -> int:
         shown = int((pred.scores >= args.score_thr).sum())
         print(f"{path}: {len(pred.scores)} detections ({shown} >= {args.score_thr}) -> {out}")
         if args.json_path:
-            results += coco_records(pred, meta.image_id, cat_ids)
+            boxes, masks = detections_to_coco(meta.image_id, pred, cat_ids)
+            results["bbox"] += boxes
+            results["segm"] += masks
     if args.json_path:
-        with open(args.json_path, "w") as f:
-            json.dump(results, f)
-        print(f"{len(results)} results ({name}) -> {args.json_path}")
+        prefix = args.json_path[:-5] if args.json_path.endswith(".json") else args.json_path
+        for kind, recs in results.items():
+            with open(f"{prefix}.{kind}.json", "w") as f:
+                json.dump(recs, f)
+            print(f"{len(recs)} {kind} results ({name}) -> {prefix}.{kind}.json")
     return 0
 
 
