@@ -41,8 +41,19 @@ def autoscale_iters(iters: Any, *, _root_: DictConfig) -> int:
     return max(1, int(n * base / total))
 
 
+def less_than(a: Any, b: Any) -> bool:
+    """``${forge.lt:A,B}``: ``A < B`` as numbers, e.g. YOLACT's BN freezing below 6 images per GPU:
+    ``freeze_bn: ${forge.lt:${schedule.batch_size},6}``."""
+    try:
+        return float(a) < float(b)
+    except (TypeError, ValueError):
+        raise ConfigError(f"${{forge.lt:{a},{b}}}: both arguments must be numbers") from None
+
+
 if not OmegaConf.has_resolver("forge.autoscale_iters"):
     OmegaConf.register_new_resolver("forge.autoscale_iters", autoscale_iters)
+if not OmegaConf.has_resolver("forge.lt"):
+    OmegaConf.register_new_resolver("forge.lt", less_than)
 
 
 class ConfigError(ValueError):

@@ -7,7 +7,8 @@ evaluator, hooks and visualiser. The config groups it reads:
 ``dataset``   ``train``/``val``/``test`` dataset nodes, ``evaluator`` (list of metric nodes), optional ``collate_fn``
 ``model``     the model node (it usually interpolates ``loss: ${loss}``)
 ``schedule``  ``lr``, ``batch_size`` (per process), ``base_batch_size``, ``autoscale_lr``, ``optimizer`` (partial:
-              called with parameter groups), ``no_weight_decay``, ``schedulers`` (list; ``_target_`` + kwargs;
+              called with parameter groups), ``no_weight_decay``, ``decay_1d`` (also decay norms and biases),
+              ``schedulers`` (list; ``_target_`` + kwargs;
               ``convert_to_iter_based``), ``by_epoch``, ``max_epochs``/``max_iters``, ``val_interval``, ``clip_grad``,
               ``accumulative_counts``, ``num_workers``
 ``runtime``   ``device``, ``amp``, ``checkpoint`` (interval, max_keep, save_best, rule), ``log_interval``,
@@ -93,8 +94,11 @@ def scaled_lr(schedule: DictConfig, world_size: int) -> float:
     return lr * total / float(schedule.get("base_batch_size", total))
 
 
-def param_groups(model: torch.nn.Module, weight_decay: float, no_decay_keys: list[str]) -> list[dict]:
-    """Two parameter groups: with weight decay, and without it for 1-D tensors (norms, biases) and named keys."""
+def param_groups(
+    model: torch.nn.Module, weight_decay: float, no_decay_keys: list[str], decay_1d: bool = False
+) -> list[dict]:
+    """Two parameter groups: with weight decay, and without it for 1-D tensors (norms, biases; unless ``decay_1d``,
+    as in the original YOLACT / Caffe-era recipes that decay every parameter) and for named keys."""
     skip = set()
     for module_name, module in model.named_modules():
         if hasattr(module, "no_weight_decay"):
@@ -104,7 +108,7 @@ def param_groups(model: torch.nn.Module, weight_decay: float, no_decay_keys: lis
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        if p.ndim <= 1 or name in skip or any(key in name for key in no_decay_keys):
+        if (p.ndim <= 1 and not decay_1d) or name in skip or any(key in name for key in no_decay_keys):
             no_decay.append(p)
         else:
             decay.append(p)
@@ -239,7 +243,8 @@ def build_runner(cfg: DictConfig, work_dir: str, mode: str = "train") -> ForgeRu
         train_loader = build_dataloader(train_set, dcfg, schedule, True, seed, by_epoch)
         lr = scaled_lr(schedule, world_size)
         groups = param_groups(
-            model, float(schedule.optimizer.get("weight_decay", 0.0)), list(schedule.get("no_weight_decay", []))
+            model, float(schedule.optimizer.get("weight_decay", 0.0)), list(schedule.get("no_weight_decay", [])),
+            decay_1d=bool(schedule.get("decay_1d", False)),
         )
         optimizer = instantiate(schedule.optimizer, params=groups, lr=lr, _convert_="partial")
         wrapper_cls = AmpOptimWrapper if cfg.runtime.get("amp", False) else OptimWrapper

@@ -9,6 +9,7 @@ import os
 import pytest
 from hydra.utils import get_class, get_method
 from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import InterpolationResolutionError
 
 from forge.config import ConfigError, load_config, save_config, validate
 from tests.forge.helpers import CONFIG_DIR, compose_cfg, run_cli
@@ -122,3 +123,11 @@ def test_saved_config_round_trip(tmp_path):
 def test_every_config_module_importable():
     for name in ("forge.runner", "forge.hooks", "forge.cli.train", "forge.cli.test", "forge.cli.summarize"):
         importlib.import_module(name)
+
+
+def test_lt_resolver():
+    cfg = OmegaConf.create({"b": 4, "small": "${forge.lt:${b},6}", "big": "${forge.lt:${b},2}",
+                            "bad": "${forge.lt:x,2}"})
+    assert cfg.small is True and cfg.big is False
+    with pytest.raises(InterpolationResolutionError, match=r"forge\.lt:x,2.*both arguments must be numbers"):
+        _ = cfg.bad

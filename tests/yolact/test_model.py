@@ -108,6 +108,7 @@ def test_constructor_validation():
 def test_hydra_model_configs_match_official_settings(name):
     cfg = OmegaConf.create({
         "dataset": {"num_classes": 80},
+        "schedule": {"batch_size": 8},
         "loss": OmegaConf.load(ROOT / "configs/loss" / ("yolact_plus.yaml" if "plus" in name else "yolact.yaml")),
         "model": OmegaConf.load(ROOT / "configs/model/yolact" / f"{name}.yaml"),
     })

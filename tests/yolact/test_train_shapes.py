@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from forge.cli.train import run_train
@@ -51,6 +52,7 @@ def test_paper_rows_compose_with_the_original_schedule(row):
     assert cfg.model.use_maskiou == ("plus" in row)
     s = cfg.schedule
     assert (s.lr, s.batch_size, s.base_batch_size, s.max_iters, s.by_epoch) == (1e-3, 8, 8, 800_000, False)
+    assert s.decay_1d is True and s.optimizer.weight_decay == 5e-4  # the original decays BN and biases too
     assert (s.optimizer._target_, s.optimizer.momentum, s.optimizer.weight_decay) == ("torch.optim.SGD", 0.9, 5e-4)
     warmup, steps = s.schedulers
     assert (warmup.start_factor, warmup.end) == (0.1, 500)
@@ -59,6 +61,17 @@ def test_paper_rows_compose_with_the_original_schedule(row):
     assert cfg.dataset.evaluator[0].ann_file == cfg.dataset.val.ann_file
     if row == "r101_700_coco":
         assert cfg.dataset.img_size == 700 and cfg.model.max_size == 700 and cfg.loss.masks_to_train == 300
+    # the original's SSDAugmentation, quirks included: annotation boxes scaled and clipped (not refitted to masks),
+    # its 4/550 box filter applied to pixel boxes, Expand filled with its mean colour even for DarkNet's /255 input
+    pipe = {type(t).__name__: t for t in instantiate(cfg.dataset.train_pipeline, _convert_="partial")}
+    assert list(pipe) == ["PhotometricDistort", "Expand", "RandomSampleCrop", "RandomMirror", "Resize",
+                          "FilterSmallBoxes", "Normalize"]
+    assert not pipe["RandomSampleCrop"].recompute_boxes and not pipe["Resize"].recompute_boxes
+    assert pipe["Expand"].fill == pytest.approx((123.68, 116.78, 103.94))
+    assert pipe["FilterSmallBoxes"].min_width == pytest.approx(4 / 550, abs=1e-5)
+    # the original freezes BN when a GPU gets fewer than 6 images (its train.py), e.g. 8 GPUs x 1 image
+    assert cfg.model.freeze_bn is False
+    assert compose_cfg([f"experiment=yolact/{row}", "schedule.batch_size=2"]).model.freeze_bn is True
 
 
 def test_autoscale_divides_iterations_as_the_original(monkeypatch):

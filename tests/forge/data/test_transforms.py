@@ -269,3 +269,55 @@ def test_box_only_samples_pass_through_geometric_transforms():
     assert out["gt"].masks is None and out["img"].shape == (32, 32, 3)
     b = out["gt"].boxes
     assert bool((b[:, 2] > b[:, 0]).all()) and float(b.min()) >= 0 and float(b.max()) <= 32
+
+
+GEOMETRIC = [
+    T.Expand(fill=(255.0, 255.0, 255.0), prob=1.0),
+    T.RandomSampleCrop(recompute_boxes=False),
+    T.RandomMirror(prob=1.0),
+    T.Resize(150, recompute_boxes=False),
+    T.Resize(40, recompute_boxes=False),
+    T.Resize((50, 70), keep_ratio=True, recompute_boxes=False),
+]
+COORD_BOXES = ((10, 20, 30, 40), (40, 5, 70, 25), (52, 30, 78, 58))
+
+
+def assert_follow_the_image(sample: dict, tol: float = 1.0) -> None:
+    """Each output pixel of ``coord_sample`` holds the (x, y) it came from (channel 2 is 7 on the source image): the
+    pixels of each mask and the pixels inside each box must come from that object's original box. This checks masks
+    and boxes against the image, not against each other."""
+    img, gt = sample["img"], sample["gt"]
+    src_x, src_y = torch.from_numpy(img[..., 0].copy()), torch.from_numpy(img[..., 1].copy())
+    on_source = torch.from_numpy(np.abs(img[..., 2] - 7.0) < 1e-3)
+    for i, aid in enumerate(gt.ann_ids.tolist()):
+        x1, y1, x2, y2 = COORD_BOXES[aid]  # the mask covers pixels x1..x2-1, y1..y2-1
+        inside = torch.zeros_like(on_source)
+        bx1, by1, bx2, by2 = gt.boxes[i].tolist()
+        inside[int(np.ceil(by1)) : int(np.floor(by2)), int(np.ceil(bx1)) : int(np.floor(bx2))] = True
+        for what, region in (("mask", gt.masks[i]), ("box", inside)):
+            sel = region & on_source
+            assert sel.any(), (what, aid)
+            xs, ys = src_x[sel], src_y[sel]
+            assert xs.min() >= x1 - tol and xs.max() <= x2 - 1 + tol, (what, aid, xs.min(), xs.max())
+            assert ys.min() >= y1 - tol and ys.max() <= y2 - 1 + tol, (what, aid, ys.min(), ys.max())
+        # and the box does not stop short of the mask
+        mb = masks_to_boxes(gt.masks[i][None])[0]
+        assert (mb[:2] >= gt.boxes[i, :2] - tol).all() and (mb[2:] <= gt.boxes[i, 2:] + tol).all(), (aid, mb)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_geometric_transforms_move_image_masks_and_boxes_together(seed):
+    for t in GEOMETRIC:
+        np.random.seed(seed)
+        assert_follow_the_image(t(coord_sample(boxes=COORD_BOXES)))
+    np.random.seed(seed)
+    pipe = T.Compose([T.Expand(fill=(255.0, 255.0, 255.0)), T.RandomSampleCrop(recompute_boxes=False),
+                      T.RandomMirror(), T.Resize(96, recompute_boxes=False)])
+    assert_follow_the_image(pipe(coord_sample(boxes=COORD_BOXES)), tol=1.5)
+
+
+def test_the_image_check_catches_a_shifted_mask():
+    s = T.RandomMirror(prob=1.0)(coord_sample(boxes=COORD_BOXES))
+    s["gt"].masks = s["gt"].masks.roll(3, dims=2)
+    with pytest.raises(AssertionError):
+        assert_follow_the_image(s)
