@@ -156,3 +156,68 @@ def test_whole_loss_matches_official_multibox_loss(case):
     assert set(names[k] for k in spec["losses"]) == set(losses)
     for k, ref in spec["losses"].items():
         assert float(losses[names[k]].detach()) == pytest.approx(ref, rel=1e-5, abs=1e-4), k
+
+
+class _FixedIoU(torch.nn.Module):
+    """A stand-in re-scoring net that predicts ``value`` for every class (one dummy parameter, as the loss needs)."""
+
+    def __init__(self, value: float, num_classes: int) -> None:
+        super().__init__()
+        self.value, self.num_classes = value, num_classes
+        self.dummy = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, masks: torch.Tensor) -> torch.Tensor:
+        return torch.full((masks.shape[0], self.num_classes), self.value) + self.dummy
+
+
+def _one_gt_case(protos: torch.Tensor, n_pos: int = 1, coefs: torch.Tensor | None = None):
+    """``n_pos`` anchors exactly on the GT box [0, 0, 8, 8] of a 16 x 16 input (all positive) plus one negative;
+    the GT mask fills the box, i.e. cells 0..1 of the 4 x 4 prototype grid."""
+    anchors = xyxy_to_cxcywh(torch.tensor([[0.0, 0.0, 0.5, 0.5]] * n_pos + [[0.5, 0.5, 1.0, 1.0]]))
+    a = anchors.shape[0]
+    out = {"boxes": torch.zeros((1, a, 4)), "cls_logits": torch.zeros((1, a, 3)),
+           "coefs": torch.ones((1, a, 1)) if coefs is None else coefs[None], "prototypes": protos[None],
+           "anchors": anchors}
+    masks = torch.zeros((1, 16, 16), dtype=torch.bool)
+    masks[0, :8, :8] = True
+    return out, Instances(boxes=torch.tensor([[0.0, 0.0, 8.0, 8.0]]), labels=torch.tensor([1]), masks=masks)
+
+
+def test_maskiou_loss_by_hand():
+    # prototype +10 on three of the GT's four cells, -10 elsewhere: the binarised mask covers 3 of 4 GT cells, so the
+    # IoU target is 3/4; the net predicts 0.5 for the GT class: smooth-L1(0.5, 0.75) = 0.5 * 0.25^2, x25 / 1 positive
+    protos = torch.full((1, 4, 4), -10.0)
+    protos[0, 0, 0] = protos[0, 0, 1] = protos[0, 1, 0] = 10.0
+    out, gt = _one_gt_case(protos)
+    losses = YolactLoss(discard_mask_area=1)(out, [gt], (16, 16), maskiou_net=_FixedIoU(0.5, 2))
+    assert float(losses["loss_maskiou"].detach()) == pytest.approx(25 * 0.5 * 0.25**2, rel=1e-5)
+    # a GT of 4 cells is not above the default discard area (25 cells): no term, a zero that still has a gradient
+    losses = YolactLoss()(out, [gt], (16, 16), maskiou_net=_FixedIoU(0.5, 2))
+    assert float(losses["loss_maskiou"].detach()) == 0.0 and losses["loss_maskiou"].requires_grad
+
+
+def test_masks_to_train_subsamples_and_rescales():
+    protos = torch.zeros((1, 4, 4))
+    protos[0, 0, 0] = 2.0
+    # identical positives: any subset, rescaled by n_all / n_selected, gives the full sum
+    out, gt = _one_gt_case(protos, n_pos=5)
+    full = YolactLoss(masks_to_train=100)(out, [gt], (16, 16))["loss_mask"]
+    for seed in range(3):
+        torch.manual_seed(seed)
+        sub = YolactLoss(masks_to_train=2)(out, [gt], (16, 16))["loss_mask"]
+        assert float(sub) == pytest.approx(float(full), rel=1e-6)
+    # different positives: the result is 5/2 x the sum of two of the five per-mask losses, times 6.125 / 5 positives
+    coefs = torch.tensor([[-1.0], [-0.5], [0.0], [0.5], [1.0], [0.0]])
+    out, gt = _one_gt_case(protos, n_pos=5, coefs=coefs)
+    target = torch.zeros((5, 4, 4))
+    target[:, :2, :2] = 1.0
+    per_mask, _ = mask_loss_single(protos, coefs[:5], target, torch.tensor([[0.0, 0.0, 0.5, 0.5]] * 5))
+    pairs = {(i, j): float(per_mask[i] + per_mask[j]) * 2.5 * 6.125 / 5 for i in range(5) for j in range(i + 1, 5)}
+    seen = set()
+    for seed in range(12):
+        torch.manual_seed(seed)
+        got = float(YolactLoss(masks_to_train=2)(out, [gt], (16, 16))["loss_mask"])
+        match = [p for p, v in pairs.items() if v == pytest.approx(got, rel=1e-6)]
+        assert len(match) == 1, (got, pairs)
+        seen.add(match[0])
+    assert len(seen) > 1  # really random subsets
