@@ -64,7 +64,7 @@ class Yolact(BaseModel):
         rescore_masks: with the re-scoring net, report ``mask_scores = score x predicted IoU``.
         truncate_boxes: integer box coordinates in original pixels, as the original evaluation writes them.
         autocast_dtype: run the network (not the loss or post-processing) under ``torch.autocast`` with this
-            dtype on the input's device, e.g. ``'bfloat16'`` (about 1.8x faster CPU training on processors with
+            dtype on the input's device, e.g. ``'bfloat16'`` (about 1.7x faster CPU training on processors with
             AVX512-BF16); outputs are cast back to float32. ``'auto'``: bfloat16 where the device computes it
             natively (CPUs with AVX512-BF16 or AMX, CUDA GPUs with bf16 support), float32 elsewhere (emulated
             bfloat16 is slower than float32). None (default): full float32.
@@ -206,6 +206,10 @@ class Yolact(BaseModel):
         if mode == "loss":
             if data_samples is None or any(s.gt is None for s in data_samples):
                 raise ValueError("Yolact.forward(mode='loss') needs data_samples with gt")
+            for s in data_samples:
+                if s.gt.masks is None:
+                    raise ValueError(f"Yolact: image {s.meta.image_id} ({s.meta.file_name or 'no file name'}) has no "
+                                     f"GT masks; YOLACT trains on instance masks (a box-only dataset config?)")
             out = self.forward_tensor(inputs, with_semantic=True)
             return self.loss_module(out, [s.gt for s in data_samples], tuple(inputs.shape[-2:]), self.maskiou_net)
         if mode == "predict":

@@ -9,6 +9,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+import forge.config  # noqa: F401  (registers the forge.* config resolvers)
 from forge.data.structures import DetSample, ImageMeta, Instances
 from yolact.configs import OFFICIAL_MODELS, build_official
 from yolact.loss import YolactLoss
@@ -143,3 +144,11 @@ def test_bfloat16_autocast_keeps_float32_outputs_close_to_float32(monkeypatch):
         torch.testing.assert_close(auto(x)["cls_logits"], a["cls_logits"])
     with pytest.raises(ValueError, match="Yolact: autocast dtype.*'half_float'"):
         Yolact(backbone="resnet18", num_classes=3, autocast_dtype="half_float")
+
+
+def test_training_on_box_only_data_names_the_image():
+    net = Yolact(backbone="resnet18", num_classes=2, max_size=64, fpn_channels=16)
+    gt = Instances(boxes=torch.tensor([[0.0, 0.0, 8.0, 8.0]]), labels=torch.tensor([0]))  # no masks
+    sample = DetSample(meta=ImageMeta(image_id=42, file_name="val/000042.png"), gt=gt)
+    with pytest.raises(ValueError, match=r"image 42 \(val/000042\.png\) has no GT masks"):
+        net(torch.zeros(1, 3, 64, 64), [sample], mode="loss")
