@@ -34,21 +34,19 @@ _MMENGINE_GLOBALS = {
 
 
 def safe_load(checkpoint: str):
-    """``torch.load(weights_only=True)``, also accepting the few mmengine/numpy types of forge's own checkpoints."""
+    """``torch.load(weights_only=True)``, also accepting the few mmengine/numpy types of forge's own checkpoints.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: not a PyTorch checkpoint (the file named), or one that needs other code to unpickle.
+    """
     if not os.path.isfile(checkpoint):
         raise FileNotFoundError(f"checkpoint {checkpoint!r} does not exist")
+    unreadable = (pickle.UnpicklingError, RuntimeError, EOFError, ValueError)
     try:
-        return _safe_load(checkpoint)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as err:
-        if str(checkpoint) in str(err):
-            raise
+        unsafe = set(torch.serialization.get_unsafe_globals_in_checkpoint(checkpoint))
+    except unreadable as err:
         raise ValueError(f"{checkpoint}: not a readable PyTorch checkpoint ({type(err).__name__}: {err})") from err
-
-
-def _safe_load(checkpoint: str):
-    unsafe = set(torch.serialization.get_unsafe_globals_in_checkpoint(checkpoint))
-    if not unsafe:
-        return torch.load(checkpoint, map_location="cpu", weights_only=True)
     if not unsafe <= _MMENGINE_GLOBALS:
         raise ValueError(
             f"{checkpoint!r} needs code to load ({sorted(unsafe - _MMENGINE_GLOBALS)}); refusing to unpickle it"
@@ -61,8 +59,11 @@ def _safe_load(checkpoint: str):
     allowed = [builtins.getattr, np.dtype, np.ndarray, np._core.multiarray.scalar, np._core.multiarray._reconstruct,
                HistoryBuffer]
     allowed += [type(np.dtype(t)) for t in ("float32", "float64", "int64", "int32", "bool")]
-    with torch.serialization.safe_globals(allowed):
-        return torch.load(checkpoint, map_location="cpu", weights_only=True)
+    try:
+        with torch.serialization.safe_globals(allowed if unsafe else []):
+            return torch.load(checkpoint, map_location="cpu", weights_only=True)
+    except unreadable as err:
+        raise ValueError(f"{checkpoint}: not a readable PyTorch checkpoint ({type(err).__name__}: {err})") from err
 
 
 def load_state_dict(checkpoint: str) -> dict:

@@ -150,8 +150,6 @@ def read_checkpoint(path: str) -> tuple[dict[str, Tensor], dict]:
     """``(state_dict, meta)`` of an official ``.pth``, a file written by this converter or an mmengine checkpoint."""
     from forge.inference import safe_load
 
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"checkpoint not found: {path}")
     obj = safe_load(path)  # also our mmengine checkpoints (message-hub entries beside the weights)
     meta: dict = {}
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):

@@ -63,21 +63,17 @@ class ModulatedDeformConv2d(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         offset, mask = self.offsets_and_masks(x)
-        dtype = x.dtype
-        if torch.is_autocast_enabled(x.device.type) or dtype in (torch.float16, torch.bfloat16):
+        args = (x, offset, self.weight, self.bias, mask)
+        if torch.is_autocast_enabled(x.device.type) or x.dtype in (torch.float16, torch.bfloat16):
             # torchvision's CPU kernel has no bfloat16 and CPU autocast has no rule for the op; sampling positions
             # are also better kept in float32 (as torchvision's CUDA autocast rule does): compute in float32
             with torch.autocast(x.device.type, enabled=False):
-                out = deform_conv2d(
-                    x.float(), offset.float(), self.weight.float(),
-                    None if self.bias is None else self.bias.float(), stride=self.stride, padding=self.padding,
-                    dilation=self.dilation, mask=mask.float(),
-                )
-            return out.to(dtype)
-        return deform_conv2d(
-            x, offset, self.weight, self.bias, stride=self.stride, padding=self.padding,
-            dilation=self.dilation, mask=mask,
-        )
+                return self._deform(*(None if t is None else t.float() for t in args)).to(x.dtype)
+        return self._deform(*args)
+
+    def _deform(self, x: Tensor, offset: Tensor, weight: Tensor, bias: Tensor | None, mask: Tensor) -> Tensor:
+        return deform_conv2d(x, offset, weight, bias, stride=self.stride, padding=self.padding,
+                             dilation=self.dilation, mask=mask)
 
     def extra_repr(self) -> str:
         o, i, k, _ = self.weight.shape

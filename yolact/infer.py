@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from forge.config import CONFIG_FILENAME
 from forge.data.structures import DetSample
 from forge.evaluation.coco import detections_to_coco
 from forge.vis.draw import draw_instances
@@ -76,10 +77,10 @@ def _run_categories(cfg, num_classes: int) -> tuple[list[str] | None, list[int] 
     return names, cat_ids
 
 
-def run_preprocess(cfg):
-    """``image (H, W, 3) uint8 RGB, image_id, file_name -> (inputs (1, 3, H', W'), ImageMeta)`` through the run's
-    own ``dataset.val_pipeline`` and ``collate_fn``, so a run trained at another size, mean/std, channel order or
-    keep-ratio resize is fed what it was evaluated on."""
+def run_preprocess(cfg, device: torch.device | str = "cpu"):
+    """``image (H, W, 3) uint8 RGB, image_id, file_name -> (inputs (1, 3, H', W') on device, ImageMeta)`` through the
+    run's own ``dataset.val_pipeline`` and ``collate_fn``, so a run trained at another size, mean/std, channel order
+    or keep-ratio resize is fed what it was evaluated on."""
     from hydra.utils import get_method, instantiate
 
     from forge.data.coco_dataset import pack_sample
@@ -99,7 +100,7 @@ def run_preprocess(cfg):
                          pad_shape=(h, w))
         sample = dict(img=image.astype(np.float32), gt=Instances.empty(h, w), meta=meta)
         batch = collate([pack_sample(pipeline(sample))])
-        return batch["inputs"], batch["data_samples"][0].meta
+        return batch["inputs"].to(device), batch["data_samples"][0].meta
 
     return preprocess
 
@@ -113,7 +114,7 @@ def load_for_inference(checkpoint: str, model: str | None = None, config: str | 
     """
     if config is not None and not os.path.isfile(config):
         raise FileNotFoundError(f"--config {config!r} does not exist")
-    config = config or os.path.join(os.path.dirname(os.path.abspath(checkpoint)), "config.yaml")
+    config = config or os.path.join(os.path.dirname(os.path.abspath(checkpoint)), CONFIG_FILENAME)
     if model is None and os.path.isfile(config):
         from forge.inference import load_model as load_run
 
@@ -149,11 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     net = net.to(args.device)
     max_size = args.max_size or net.max_size
     if cfg is not None and args.max_size is None:
-        run_input = run_preprocess(cfg)  # our run: its own val pipeline
-
-        def preprocess(image, image_id, file_name):
-            x, meta = run_input(image, image_id, file_name)
-            return x.to(args.device), meta
+        preprocess = run_preprocess(cfg, args.device)  # our run: its own val pipeline
     else:  # an official release: the original's evaluation transform
 
         def preprocess(image, image_id, file_name):

@@ -3,6 +3,7 @@ generator and loading a case."""
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 from pathlib import Path
@@ -13,6 +14,7 @@ import torch
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "yolact"
 
 
+@functools.cache
 def _generator_module():
     # the generator is a standalone script (it runs beside the official code, outside the project), so it is loaded
     # by path; importing it needs only torch and numpy
