@@ -16,9 +16,9 @@ if not OmegaConf.has_resolver("forge.dirname"):
         "forge.dirname", lambda p: None if p in (None, "", "None", "null") else os.path.dirname(os.path.abspath(p))
     )
 
-# configs/ at the repository root (the project is installed in editable mode); FORGE_CONFIG_DIR overrides it
+# forge/configs, shipped inside the package; FORGE_CONFIG_DIR overrides it
 CONFIG_DIR = os.environ.get(
-    "FORGE_CONFIG_DIR", os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(__file__))), "configs")
+    "FORGE_CONFIG_DIR", os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 )
 
 

@@ -15,7 +15,7 @@ from forge.config import validate
 from forge.runner import scaled_lr
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-CONFIG_DIR = os.path.join(ROOT, "configs")
+CONFIG_DIR = os.path.join(ROOT, "forge", "configs")
 EXPERIMENTS = sorted(
     os.path.relpath(p, os.path.join(CONFIG_DIR, "experiment"))[: -len(".yaml")]
     for p in glob.glob(os.path.join(CONFIG_DIR, "experiment", "dynvit", "*.yaml"))

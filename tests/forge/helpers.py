@@ -10,7 +10,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-CONFIG_DIR = os.path.join(ROOT, "configs")
+CONFIG_DIR = os.path.join(ROOT, "forge", "configs")
 BIN = os.path.dirname(sys.executable)
 
 

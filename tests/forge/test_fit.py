@@ -100,7 +100,7 @@ def test_real_estimator_from_anomaly_configs(tmp_path):
     """The anomaly model/dataset yamls instantiate and fit through the engine (fast settings)."""
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[2] / "configs"
+    root = Path(__file__).resolve().parents[2] / "forge" / "configs"
     model = OmegaConf.load(root / "model" / "anomaly" / "sogaal.yaml")
     data = OmegaConf.load(root / "dataset" / "anomaly" / "breast_cancer.yaml")
     cfg = OmegaConf.create({"seed": 0, "experiment_name": "anomaly/sogaal_breast_cancer", "engine": "fit"})

@@ -110,8 +110,8 @@ def test_hydra_model_configs_match_official_settings(name):
     cfg = OmegaConf.create({
         "dataset": {"num_classes": 80},
         "schedule": {"batch_size": 8},
-        "loss": OmegaConf.load(ROOT / "configs/loss" / ("yolact_plus.yaml" if "plus" in name else "yolact.yaml")),
-        "model": OmegaConf.load(ROOT / "configs/model/yolact" / f"{name}.yaml"),
+        "loss": OmegaConf.load(ROOT / "forge/configs/loss" / ("yolact_plus.yaml" if "plus" in name else "yolact.yaml")),
+        "model": OmegaConf.load(ROOT / "forge/configs/model/yolact" / f"{name}.yaml"),
     })
     with torch.device("meta"):
         net = instantiate(cfg.model, _convert_="partial")

@@ -31,7 +31,7 @@ ROWS = {  # experiment -> (model config, loss config, paper mask AP test-dev, fp
 
 
 def test_every_experiment_file_is_named_by_its_path():
-    files = sorted((ROOT / "configs/experiment/yolact").glob("*.yaml"))
+    files = sorted((ROOT / "forge/configs/experiment/yolact").glob("*.yaml"))
     assert {f.stem for f in files} == set(ROWS) | {"shapes"}
     for f in files:
         text = f.read_text()
@@ -48,7 +48,7 @@ def test_paper_rows_compose_with_the_original_schedule(row):
     assert cfg.dataset.name == "coco" and cfg.model.num_classes == 80
     assert cfg.model._target_ == "yolact.model.Yolact"
     assert OmegaConf.to_container(cfg.model, resolve=False)["backbone"] == OmegaConf.load(
-        ROOT / f"configs/model/yolact/{model}.yaml").backbone
+        ROOT / f"forge/configs/model/yolact/{model}.yaml").backbone
     assert cfg.model.use_maskiou == ("plus" in row)
     s = cfg.schedule
     assert (s.lr, s.batch_size, s.base_batch_size, s.max_iters, s.by_epoch) == (1e-3, 8, 8, 800_000, False)
