@@ -18,6 +18,8 @@ import math
 import platform
 import statistics
 import time
+from functools import partial
+from typing import Callable
 
 import torch
 from torch import nn
@@ -26,16 +28,14 @@ from .attention import Attention
 from .depthwise import DepthwiseAttention
 from .vit import DEIT_SIZES, VisionTransformer
 
-# name -> VisionTransformer keyword arguments ("heads": as many groups as the size has heads). The per-channel
-# variants compute their maps 8 channels at a time (same outputs; faster on a CPU cache than all at once).
-VARIANTS: dict[str, dict] = {
-    "softmax": dict(attn_type="mhsa", attn_norm="softmax"),
-    "relu_ln": dict(attn_type="mhsa", attn_norm="relu_ln"),
-    "dw": dict(attn_type="depthwise", attn_groups=None, attn_qkv="depthwise", attn_norm="softmax",
-               attn_chunk_groups=8),
-    "dw_linear_qkv": dict(attn_type="depthwise", attn_groups=None, attn_qkv="linear", attn_norm="softmax",
-                          attn_chunk_groups=8),
-    "dw_heads": dict(attn_type="depthwise", attn_groups="heads", attn_qkv="depthwise", attn_norm="softmax"),
+# name -> the attention constructor of every block ("heads": as many groups as the size has heads). The
+# per-channel variants compute their maps 8 channels at a time (same outputs; faster on a CPU cache than all at once).
+VARIANTS: dict[str, Callable[..., nn.Module]] = {
+    "softmax": partial(Attention, norm="softmax"),
+    "relu_ln": partial(Attention, norm="relu_ln"),
+    "dw": partial(DepthwiseAttention, groups=None, qkv="depthwise", norm="softmax", chunk_groups=8),
+    "dw_linear_qkv": partial(DepthwiseAttention, groups=None, qkv="linear", norm="softmax", chunk_groups=8),
+    "dw_heads": partial(DepthwiseAttention, groups="heads", qkv="depthwise", norm="softmax"),
 }
 
 
@@ -44,10 +44,9 @@ def build(size: str, variant: str, img_size: int = 224, num_classes: int = 1000)
         raise ValueError(f"size must be one of {sorted(DEIT_SIZES)}, got {size!r}")
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {sorted(VARIANTS)}, got {variant!r}")
-    kwargs = dict(VARIANTS[variant])
-    if kwargs.get("attn_groups") == "heads":
-        kwargs["attn_groups"] = DEIT_SIZES[size]["num_heads"]
-    return VisionTransformer(img_size=img_size, num_classes=num_classes, **DEIT_SIZES[size], **kwargs)
+    return VisionTransformer(
+        img_size=img_size, num_classes=num_classes, attn_layer=VARIANTS[variant], **DEIT_SIZES[size]
+    )
 
 
 def count_params(model: nn.Module) -> int:

@@ -52,7 +52,9 @@ class DepthwiseAttention(Attention):
     Args:
         dim: token width ``C``.
         num_tokens: sequence length ``N`` (for the ``relu_ln`` affine).
-        groups: number of attention maps; ``C`` must be divisible by it. ``None``: ``C`` (one per channel).
+        groups: number of attention maps; ``C`` must be divisible by it. ``None``: ``C`` (one per channel);
+            ``'heads'``: ``num_heads``.
+        num_heads: used only by ``groups='heads'`` (the ViT passes its head count to every attention layer).
         qkv: ``'linear'`` (dense projection) or ``'depthwise'`` (per-channel scale and shift).
         proj: apply the output projection (a point-wise ``C -> C`` linear layer).
         chunk_groups: compute the attention maps this many groups at a time (``None``: all at once).
@@ -64,7 +66,7 @@ class DepthwiseAttention(Attention):
         self,
         dim: int,
         num_tokens: int,
-        groups: int | None = None,
+        groups: int | str | None = None,
         qkv: str = "depthwise",
         proj: bool = True,
         norm: str = "softmax",
@@ -76,7 +78,12 @@ class DepthwiseAttention(Attention):
         form: str = "matmul",
         chunk_groups: int | None = None,
         checkpoint: bool = False,
+        num_heads: int | None = None,
     ) -> None:
+        if groups == "heads":
+            if num_heads is None:
+                raise ValueError("depth-wise attention groups='heads' needs num_heads")
+            groups = num_heads
         groups = dim if groups is None else int(groups)
         if groups <= 0 or dim % groups:
             raise ValueError(f"depth-wise attention: dim={dim} is not divisible by groups={groups}")

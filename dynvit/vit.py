@@ -3,10 +3,12 @@
 DeiT sizes (Touvron et al. 2021): tiny 192/12/3, small 384/12/6, base 768/12/12 (width/depth/heads), patch 16 at
 224 px, MLP ratio 4, LayerNorm eps 1e-6, a class token and learned position embeddings.
 
-The paper's variants are constructor arguments: ``attn_norm`` (``softmax`` | ``relu_ln``), ``attn_type``
-(``mhsa``: multi-head attention | ``depthwise``: :class:`dynvit.depthwise.DepthwiseAttention` with ``attn_groups``,
-``attn_qkv``, ``attn_proj``) and ``attn_form`` (``matmul`` | ``dynamic_conv``: the same numbers computed as two
-1x1 dynamic convolutions).
+The paper's variants are one constructor argument, ``attn_layer``: the attention class of every block, or a
+``functools.partial`` of it holding the variant's options (as segment-anything's and timm's ViTs take their
+``norm_layer`` and ``act_layer``):
+:class:`dynvit.attention.Attention` (``norm``: ``softmax`` | ``relu_ln``; ``form``: ``matmul`` | ``dynamic_conv``,
+the same numbers computed as two 1x1 dynamic convolutions) or :class:`dynvit.depthwise.DepthwiseAttention`
+(``groups``, ``qkv``, ``proj``, memory options).
 """
 
 from __future__ import annotations
@@ -14,10 +16,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .attention import FORMS, Attention
-from .depthwise import DepthwiseAttention
+from typing import Callable
 
-ATTN_TYPES = ("mhsa", "depthwise")
+from .attention import FORMS, Attention
+
+# attn_layer(dim, num_heads=, num_tokens=, attn_drop=, proj_drop=) -> module (B, N, C) -> (B, N, C)
+AttnLayer = Callable[..., nn.Module]
 
 DEIT_SIZES = {
     "tiny": dict(embed_dim=192, depth=12, num_heads=3),
@@ -54,7 +58,12 @@ class Mlp(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-norm Transformer block: ``x + attn(LN(x))``, then ``x + mlp(LN(x))``."""
+    """Pre-norm Transformer block: ``x + attn(LN(x))``, then ``x + mlp(LN(x))``.
+
+    ``attn_layer`` builds the token mixer: it is called as
+    ``attn_layer(dim, num_heads=, num_tokens=, attn_drop=, proj_drop=)`` and must return a module
+    ``(B, N, C) -> (B, N, C)`` (a class or a ``functools.partial`` of one holding the variant's own options).
+    """
 
     def __init__(
         self,
@@ -62,45 +71,14 @@ class Block(nn.Module):
         num_heads: int,
         num_tokens: int,
         mlp_ratio: float = 4.0,
-        attn_norm: str = "softmax",
-        attn_norm_axis: str = "key",
-        attn_norm_affine: bool = True,
+        attn_layer: AttnLayer = Attention,
         drop: float = 0.0,
         attn_drop: float = 0.0,
         drop_path: float = 0.0,
-        attn_type: str = "mhsa",
-        attn_groups: int | None = None,
-        attn_qkv: str = "depthwise",
-        attn_proj: bool = True,
-        attn_form: str = "matmul",
-        attn_chunk_groups: int | None = None,
-        attn_checkpoint: bool = False,
     ) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=1e-6)
-        common = dict(
-            norm=attn_norm,
-            norm_axis=attn_norm_axis,
-            norm_affine=attn_norm_affine,
-            attn_drop=attn_drop,
-            proj_drop=drop,
-            form=attn_form,
-        )
-        if attn_type == "mhsa":
-            self.attn = Attention(dim, num_heads, num_tokens, **common)
-        elif attn_type == "depthwise":
-            self.attn = DepthwiseAttention(
-                dim,
-                num_tokens,
-                groups=attn_groups,
-                qkv=attn_qkv,
-                proj=attn_proj,
-                chunk_groups=attn_chunk_groups,
-                checkpoint=attn_checkpoint,
-                **common,
-            )
-        else:
-            raise ValueError(f"attn_type must be one of {ATTN_TYPES}, got {attn_type!r}")
+        self.attn = attn_layer(dim, num_heads=num_heads, num_tokens=num_tokens, attn_drop=attn_drop, proj_drop=drop)
         self.drop_path = DropPath(drop_path)
         self.norm2 = nn.LayerNorm(dim, eps=1e-6)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), drop)
@@ -117,15 +95,12 @@ class VisionTransformer(nn.Module):
         img_size, patch_size, in_chans: input geometry; ``img_size`` must be divisible by ``patch_size``.
         num_classes: classifier outputs.
         embed_dim, depth, num_heads, mlp_ratio: Transformer size (see ``DEIT_SIZES``).
-        attn_norm: ``'softmax'`` or ``'relu_ln'`` (the paper's ReLU + LayerNorm).
-        attn_norm_axis, attn_norm_affine: options of ``relu_ln``.
+        attn_layer: the attention constructor of every block (see :class:`Block`). The paper's variants are
+            partials: ``partial(Attention, norm="relu_ln")`` (ReLU + LayerNorm, with ``norm_axis`` /
+            ``norm_affine``), ``partial(DepthwiseAttention, groups=None, qkv="depthwise")`` (one map per channel
+            group; ``num_heads`` is then used only by ``groups="heads"``); either with ``form="dynamic_conv"`` for
+            the same numbers computed as two 1x1 dynamic convolutions. In a config: ``_partial_: true``.
         drop_rate, attn_drop_rate: dropout rates; drop_path_rate: stochastic depth, linearly increasing per block.
-        attn_type: ``'mhsa'`` (multi-head, ``num_heads`` maps) or ``'depthwise'`` (``attn_groups`` maps; ``None``:
-            one per channel; ``num_heads`` is then unused).
-        attn_qkv, attn_proj: kernel generator and output projection of the depth-wise attention
-            (see :class:`dynvit.depthwise.DepthwiseAttention`).
-        attn_form: ``'matmul'`` or ``'dynamic_conv'`` (equal outputs; see :mod:`dynvit.dynamic_conv`).
-        attn_chunk_groups, attn_checkpoint: memory options of the depth-wise attention (same outputs).
     """
 
     def __init__(
@@ -138,23 +113,14 @@ class VisionTransformer(nn.Module):
         depth: int = 12,
         num_heads: int = 3,
         mlp_ratio: float = 4.0,
-        attn_norm: str = "softmax",
-        attn_norm_axis: str = "key",
-        attn_norm_affine: bool = True,
+        attn_layer: AttnLayer = Attention,
         drop_rate: float = 0.0,
         attn_drop_rate: float = 0.0,
         drop_path_rate: float = 0.0,
-        attn_type: str = "mhsa",
-        attn_groups: int | None = None,
-        attn_qkv: str = "depthwise",
-        attn_proj: bool = True,
-        attn_form: str = "matmul",
-        attn_chunk_groups: int | None = None,
-        attn_checkpoint: bool = False,
     ) -> None:
         super().__init__()
-        if attn_type not in ATTN_TYPES:
-            raise ValueError(f"attn_type must be one of {ATTN_TYPES}, got {attn_type!r}")
+        if not callable(attn_layer):
+            raise TypeError(f"attn_layer must be a class or partial building the attention, got {attn_layer!r}")
         if img_size % patch_size:
             raise ValueError(f"img_size={img_size} is not divisible by patch_size={patch_size}")
         self.img_size = img_size
@@ -171,19 +137,10 @@ class VisionTransformer(nn.Module):
                 num_heads,
                 num_tokens,
                 mlp_ratio,
-                attn_norm=attn_norm,
-                attn_norm_axis=attn_norm_axis,
-                attn_norm_affine=attn_norm_affine,
+                attn_layer=attn_layer,
                 drop=drop_rate,
                 attn_drop=attn_drop_rate,
                 drop_path=rate,
-                attn_type=attn_type,
-                attn_groups=attn_groups,
-                attn_qkv=attn_qkv,
-                attn_proj=attn_proj,
-                attn_form=attn_form,
-                attn_chunk_groups=attn_chunk_groups,
-                attn_checkpoint=attn_checkpoint,
             )
             for rate in rates
         )

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import math
+from functools import partial
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,6 +16,7 @@ from dynvit.attention import Attention, ReLULayerNorm
 from dynvit.depthwise import DepthwiseAttention
 from dynvit.vit import VisionTransformer
 
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "dynvit"
 NORMS = [("softmax", "key"), ("relu_ln", "key"), ("relu_ln", "query")]
 
 
@@ -134,8 +138,10 @@ def test_depthwise_bad_arguments():
         DepthwiseAttention(12, num_tokens=4, qkv="conv")
     with pytest.raises(ValueError, match="attention form must be one of"):
         Attention(12, 3, num_tokens=4, form="fft")
-    with pytest.raises(ValueError, match="attn_type must be one of"):
-        VisionTransformer(img_size=8, patch_size=4, attn_type="local")
+    with pytest.raises(TypeError, match="attn_layer must be a class or partial"):
+        VisionTransformer(img_size=8, patch_size=4, attn_layer="depthwise")
+    with pytest.raises(ValueError, match="groups='heads' needs num_heads"):
+        DepthwiseAttention(12, num_tokens=4, groups="heads")
 
 
 @pytest.mark.parametrize("axis, dim", [("key", -1), ("query", -2)])
@@ -169,14 +175,14 @@ def test_relu_ln_affine_is_per_position_along_the_axis():
 
 
 @pytest.mark.parametrize(
-    "kwargs",
-    [dict(attn_norm="softmax"), dict(attn_norm="relu_ln"), dict(attn_type="depthwise"),
-     dict(attn_type="depthwise", attn_groups=8, attn_qkv="linear", attn_norm="relu_ln", attn_proj=False)],
+    "attn_layer",
+    [partial(Attention, norm="softmax"), partial(Attention, norm="relu_ln"), DepthwiseAttention,
+     partial(DepthwiseAttention, groups=8, qkv="linear", norm="relu_ln", proj=False)],
 )
-def test_vit_forms_agree_and_train(kwargs):
+def test_vit_forms_agree_and_train(attn_layer):
     torch.manual_seed(0)
     model = VisionTransformer(img_size=16, patch_size=4, in_chans=1, num_classes=10, embed_dim=32, depth=2,
-                              num_heads=4, mlp_ratio=2.0, **kwargs).eval()
+                              num_heads=4, mlp_ratio=2.0, attn_layer=attn_layer).eval()
     x = torch.randn(4, 1, 16, 16)
     ref = model(x)
     model.set_attn_form("dynamic_conv")
@@ -190,7 +196,7 @@ def test_vit_forms_agree_and_train(kwargs):
 def test_depthwise_vit_is_smaller():
     sizes = dict(img_size=16, patch_size=4, embed_dim=32, depth=2, num_heads=4)
     mhsa = sum(p.numel() for p in VisionTransformer(**sizes).parameters())
-    dw = sum(p.numel() for p in VisionTransformer(attn_type="depthwise", **sizes).parameters())
+    dw = sum(p.numel() for p in VisionTransformer(attn_layer=DepthwiseAttention, **sizes).parameters())
     # the dense q/k/v projection (3 C^2 + 3 C per block) becomes a per-channel scale and shift (6 C)
     assert mhsa - dw == 2 * (3 * 32 * 32 + 3 * 32 - 6 * 32)
 
@@ -214,3 +220,25 @@ def test_depthwise_chunks_and_checkpoint_change_nothing(chunk, recompute):
     torch.testing.assert_close(grads[1][1], grads[0][1], atol=1e-5, rtol=1e-5)
     for a, b in zip(grads[1][2], grads[0][2], strict=True):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+# the attention options as the eleven VisionTransformer flags spelt them before attn_layer (fixture keys)
+_FLAG_TO_OPTION = {"attn_norm": "norm", "attn_norm_axis": "norm_axis", "attn_groups": "groups",
+                   "attn_qkv": "qkv", "attn_proj": "proj", "attn_chunk_groups": "chunk_groups"}
+
+
+@pytest.mark.parametrize("case", ["mhsa_softmax", "mhsa_relu_ln_query", "dw_depthwise", "dw_linear_g8_relu_ln_noproj"])
+def test_attn_layer_keeps_keys_and_outputs(case):
+    """One attention constructor builds the same modules as the old per-flag arguments: keys, shapes, logits."""
+    ref = json.loads((FIXTURES / "vit_before_attn_layer.json").read_text())[case]
+    flags = dict(ref["kwargs"])
+    cls = DepthwiseAttention if flags.pop("attn_type", "mhsa") == "depthwise" else Attention
+    attn_layer = partial(cls, **{_FLAG_TO_OPTION[k]: v for k, v in flags.items()})
+    torch.manual_seed(0)
+    model = VisionTransformer(img_size=16, patch_size=4, in_chans=1, num_classes=5, embed_dim=32, depth=2,
+                              num_heads=4, mlp_ratio=2.0, attn_layer=attn_layer).eval()
+    assert {k: list(v.shape) for k, v in model.state_dict().items()} == ref["state_dict"]
+    torch.manual_seed(1)
+    x = torch.randn(2, 1, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), torch.tensor(ref["logits"]), atol=1e-6, rtol=0)

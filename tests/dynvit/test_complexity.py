@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from dynvit.attention import Attention
 from dynvit.complexity import attention_map_elements, build, count_macs, count_params, main
+from dynvit.depthwise import DepthwiseAttention
 from dynvit.vit import VisionTransformer
 
 
 @pytest.mark.parametrize(
-    "kwargs",
-    [dict(), dict(attn_norm="relu_ln"), dict(attn_type="depthwise", attn_groups=16, attn_qkv="linear"),
-     dict(attn_type="depthwise", attn_groups=8, attn_qkv="linear", attn_proj=False)],
+    "attn_layer",
+    [Attention, partial(Attention, norm="relu_ln"), partial(DepthwiseAttention, groups=16, qkv="linear"),
+     partial(DepthwiseAttention, groups=8, qkv="linear", proj=False)],
 )
-def test_macs_match_torch_flop_counter(kwargs):
+def test_macs_match_torch_flop_counter(attn_layer):
     model = VisionTransformer(img_size=32, patch_size=8, num_classes=7, embed_dim=32, depth=2, num_heads=4,
-                              **kwargs).eval()
+                              attn_layer=attn_layer).eval()
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         model(torch.randn(1, 3, 32, 32))
     assert count_macs(model) == counter.get_total_flops() // 2

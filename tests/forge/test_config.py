@@ -56,7 +56,7 @@ def test_experiment_composes(experiment):
 
 def test_defaults_are_the_demo():
     cfg = compose_cfg(["experiment=dynvit/digits_relu_ln"])
-    assert cfg.model.backbone.attn_norm == "relu_ln"
+    assert cfg.model.backbone.attn_layer.norm == "relu_ln"
     assert cfg.dataset.name == "digits"
     assert cfg.seed == 0 and cfg.resume is False
     validate(cfg)
@@ -104,7 +104,7 @@ def test_cli_unknown_group_option_lists_choices(tmp_path):
 def test_cli_print_config_runs_nothing(tmp_path):
     proc = run_cli("forge-train", ["experiment=dynvit/digits_relu_ln", f"work_dir={tmp_path}", "--cfg", "job"])
     assert proc.returncode == 0, proc.stderr
-    assert "attn_norm: relu_ln" in proc.stdout
+    assert "norm: relu_ln" in proc.stdout
     assert not os.listdir(tmp_path)
 
 
@@ -112,7 +112,7 @@ def test_saved_config_round_trip(tmp_path):
     cfg = compose_cfg(["experiment=dynvit/digits_relu_ln", f"work_dir={tmp_path}"])
     path = save_config(cfg, str(tmp_path))
     loaded = load_config(path)
-    assert loaded.model.backbone.attn_norm == "relu_ln"
+    assert loaded.model.backbone.attn_layer.norm == "relu_ln"
     # interpolations are resolved: the saved file stands alone
     assert loaded.model.backbone.num_classes == 10
     assert loaded.model.loss._target_ == "forge.models.CrossEntropyLoss"

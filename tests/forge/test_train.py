@@ -219,11 +219,22 @@ def test_forge_infer_dynvit(tmp_path):
     digit = load_digits().images[0]  # a zero, drawn dark-on-light as a user would
     Image.fromarray((255 - digit / 16 * 255).astype(np.uint8)).resize((64, 64)).save(tmp_path / "d.png")
     out = run_cli("forge-infer", ["dynvit", str(tmp_path / "d.png"), "--checkpoint", ckpt, "--out",
-                                  str(tmp_path / "pred.png"), "--json", str(tmp_path / "p.json")])
+                                  str(tmp_path / "pred.png"), "--json", str(tmp_path / "p.json"), "--topk", "10"])
     assert out.returncode == 0, out.stderr[-2000:]
     assert os.path.getsize(tmp_path / "pred.png") > 1000
     top = json.load(open(tmp_path / "p.json"))[str(tmp_path / "d.png")]
-    assert len(top) == 5 and abs(sum(p for _, p in top) - 1.0) < 0.5
+    # all ten classes, once each, best first: a softmax over them sums to one
+    probs = [p for _, p in top]
+    assert sorted(name for name, _ in top) == [str(i) for i in range(10)]
+    assert probs == sorted(probs, reverse=True) and abs(sum(probs) - 1.0) < 1e-5
+    # the command's answer is the model's: the same checkpoint run in-process on the same input
+    from dynvit.infer import _preprocess
+    from forge.inference import load_model
+
+    model, cfg = load_model(ckpt)
+    with torch.no_grad():
+        direct = model(_preprocess(Image.open(tmp_path / "d.png"), cfg).unsqueeze(0), mode="tensor").softmax(-1)[0]
+    assert top[0][0] == str(int(direct.argmax())) and abs(top[0][1] - float(direct.max())) < 1e-6
     bad = run_cli("forge-infer", ["dynvit", str(tmp_path / "d.png"), "--checkpoint", str(tmp_path / "none.pth"),
                                   "--out", str(tmp_path / "x.png")])
     assert bad.returncode == 2 and "does not exist" in bad.stderr
