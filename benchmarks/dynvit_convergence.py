@@ -20,16 +20,18 @@ import argparse
 import glob
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import time
 
+from forge.docsection import machine_line, replace_section
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.dirname(sys.executable)
 EXPERIMENTS = {"softmax": "dynvit/digits_softmax", "relu_ln": "dynvit/digits_relu_ln", "dw": "dynvit/digits_dw"}
-BEGIN, END = "<!-- dynvit-convergence:begin -->", "<!-- dynvit-convergence:end -->"
+SECTION = "dynvit-convergence"
+TITLE = "## dynvit: convergence of softmax vs ReLU+LayerNorm vs depth-wise attention"
 
 
 def run_one(variant: str, seed: int, args, work_dir: str) -> dict:
@@ -206,8 +208,7 @@ def main(argv: list[str] | None = None) -> None:
         raise RuntimeError(f"the runs did not share one schedule (was a config edited meanwhile?): {schedules}")
     name = "digits" if args.dataset == "digits" else f"folder {args.root}"
     table = make_table(results, args.epochs, args.threshold)
-    machine = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} logical cores (shared), "
-               f"{args.threads} thread(s) per run, python {platform.python_version()}")
+    machine = f"{machine_line()}, {args.threads} thread(s) per run"
     png_rel = os.path.relpath(args.png, os.path.dirname(os.path.abspath(args.md)))
     given = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--from-results"]
     cmd = "python benchmarks/dynvit_convergence.py " + " ".join(given)
@@ -225,23 +226,9 @@ def main(argv: list[str] | None = None) -> None:
     print("\n" + table)
     plot(results, args.epochs, args.png, name)
     for path in (args.md, args.doc):
-        _replace_between_markers(path, body.replace(png_rel, os.path.relpath(
-            args.png, os.path.dirname(os.path.abspath(path)))))
+        rel = os.path.relpath(args.png, os.path.dirname(os.path.abspath(path)))
+        replace_section(path, SECTION, body.replace(png_rel, rel), title=TITLE if path == args.md else None)
     print(f"\nwrote {args.png}, {args.md}, {args.doc}")
-
-
-def _replace_between_markers(path: str, body: str) -> None:
-    """Replace the text between the convergence markers of ``path`` (appending a section if there are none)."""
-    text = open(path).read() if os.path.isfile(path) else ""
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        _, tail = rest.split(END, 1)
-    else:
-        title = "## dynvit: convergence of softmax vs ReLU+LayerNorm vs depth-wise attention"
-        head = text + ("\n" if text else "") + title + "\n\n"
-        tail = "\n"
-    with open(path, "w") as f:
-        f.write(head + BEGIN + "\n" + body + "\n" + END + tail)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
     python -m dynvit.complexity                          # DeiT-T and DeiT-S at 224 px, batch 1, 1 thread
     python -m dynvit.complexity --sizes tiny --threads 2 --repeats 20 --markdown table.md
+    python -m dynvit.complexity --repeats 10 --doc docs/dynvit.md    # rewrites the table of the docs
 
 Multiply-adds are counted analytically per layer (patch embedding, q/k/v generation, ``Q K^T``, ``A V``, output
 projection, MLP, head; normalisations, softmax and GELU are not counted, as is usual). :func:`count_macs` agrees
@@ -17,12 +18,15 @@ import argparse
 import math
 import platform
 import statistics
+import sys
 import time
+from collections.abc import Callable
 from functools import partial
-from typing import Callable
 
 import torch
 from torch import nn
+
+from forge.docsection import machine_line, replace_section
 
 from .attention import Attention
 from .depthwise import DepthwiseAttention
@@ -147,6 +151,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--no-latency", action="store_true", help="count only (no timing)")
     parser.add_argument("--markdown", help="also write the table to this file")
+    parser.add_argument("--doc", help="also write it into the dynvit-complexity section of this Markdown file "
+                                      "(docs/dynvit.md)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     rows = table(args.sizes, args.variants, args.img_size, args.batch, args.repeats, measure=not args.no_latency)
@@ -157,6 +163,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.markdown:
         with open(args.markdown, "w") as f:
             f.write(text + f"\n\n({machine})\n")
+    if args.doc:
+        given = " ".join(a for a in (argv if argv is not None else sys.argv[1:]))
+        replace_section(args.doc, "dynvit-complexity", f"{text}\n\n{machine_line()}, {args.threads} thread(s), "
+                        f"{args.img_size} px. Command: `python -m dynvit.complexity {given}`")
 
 
 if __name__ == "__main__":

@@ -13,10 +13,10 @@ the same numbers computed as two 1x1 dynamic convolutions) or :class:`dynvit.dep
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor, nn
-
-from typing import Callable
 
 from .attention import FORMS, Attention
 

@@ -45,3 +45,12 @@ def test_cli_prints_a_table(capsys, tmp_path):
     text = capsys.readouterr().out
     assert "| DeiT-T | dw |" in text and "| DeiT-T | softmax |" in text
     assert out.read_text().startswith("| model | variant |")
+
+
+def test_cli_writes_its_doc_section(tmp_path):
+    doc = tmp_path / "dynvit.md"
+    doc.write_text("intro\n<!-- dynvit-complexity:begin -->\nstale\n<!-- dynvit-complexity:end -->\nanalysis\n")
+    main(["--sizes", "tiny", "--variants", "softmax", "--img-size", "32", "--no-latency", "--doc", str(doc)])
+    text = doc.read_text()
+    assert "stale" not in text and text.startswith("intro\n") and text.endswith("analysis\n")
+    assert "| DeiT-T | softmax |" in text and "Command: `python -m dynvit.complexity --sizes tiny" in text

@@ -13,7 +13,8 @@ from PIL import Image
 from forge.cli.train import run_train
 from forge.config import load_config
 
-CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "forge", "configs")
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CONFIG_DIR = os.path.join(ROOT, "forge", "configs")
 CLASSES = ("n01440764", "n01443537")
 
 
