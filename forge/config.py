@@ -104,6 +104,26 @@ def _check_choice(cfg: DictConfig, key: str, choices: tuple, errors: list[str]) 
         errors.append(f"{key}={value!r} is invalid: valid choices are {', '.join(map(str, choices))}")
 
 
+PRECISIONS = ("fp32", "bf16", "fp16", "auto")  # forge.precision (not imported here: it imports mmengine)
+
+
+def _check_precision(cfg: DictConfig, errors: list[str]) -> None:
+    """``runtime.precision`` is a known name, fp16 only with CUDA; the keys it replaced are refused by name."""
+    for old in ("runtime.amp", "model.autocast_dtype"):
+        if OmegaConf.select(cfg, old, default=None) not in (None, False):
+            errors.append(f"{old} was replaced by runtime.precision (fp32 | bf16 | fp16 | auto; see "
+                          f"forge/configs/runtime/default.yaml): remove {old} and set runtime.precision")
+    precision = OmegaConf.select(cfg, "runtime.precision", default="fp32")
+    if precision not in PRECISIONS:
+        errors.append(f"runtime.precision={precision!r} is invalid: valid choices are {', '.join(PRECISIONS)}")
+    elif precision == "fp16":
+        import torch
+
+        if not torch.cuda.is_available() or OmegaConf.select(cfg, "runtime.device", default="auto") == "cpu":
+            errors.append("runtime.precision='fp16' needs a CUDA device (float16 on a CPU is emulated, slower than "
+                          "float32): use runtime.precision=bf16, auto or fp32")
+
+
 # dataset splits each command reads (a test machine may hold only the evaluation data)
 _SPLITS = {"train": ("train", "val", "evaluator"), "test": ("test", "val", "evaluator"), "fit": ()}
 
@@ -158,11 +178,7 @@ def validate(cfg: DictConfig, mode: str = "train") -> None:
             if leaf in PATH_KEYS and isinstance(value, str) and value and not os.path.exists(value):
                 errors.append(f"{key}={value!r} does not exist (check the path or override it, e.g. {key}=/path)")
 
-    if OmegaConf.select(cfg, "runtime.amp", default=False):
-        import torch
-
-        if not torch.cuda.is_available() or OmegaConf.select(cfg, "runtime.device", default="auto") == "cpu":
-            errors.append("runtime.amp=true needs a CUDA device (mixed precision is CUDA-only); use runtime.amp=false")
+    _check_precision(cfg, errors)
 
     top_missing = [e for e in errors if e.count(".") == 1 and "is required" in e]
     if top_missing:  # interpolations of a missing value would repeat the same message

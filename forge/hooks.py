@@ -14,6 +14,8 @@ from mmengine.hooks import CheckpointHook, Hook
 
 from .distributed import get_rank
 
+CHECKPOINTS_RECORD = "checkpoints.json"  # this run's last and best checkpoints (AtomicCheckpointHook)
+
 
 def atomic_write_text(path: str, text: str) -> None:
     tmp = f"{path}.tmp{os.getpid()}"
@@ -25,12 +27,41 @@ def atomic_write_text(path: str, text: str) -> None:
 
 
 class AtomicCheckpointHook(CheckpointHook):
-    """``CheckpointHook`` that never leaves a job without a complete checkpoint to resume from.
+    """``CheckpointHook`` that never leaves a job without a complete checkpoint to resume from, and that records
+    which checkpoints are this run's.
 
     The runner writes every checkpoint to a temporary file and renames it (see ``ForgeRunner.save_checkpoint``);
     this hook additionally writes ``last_checkpoint`` atomically and deletes old checkpoints only *after* the new one
     is complete (mmengine deletes first, so a kill during the save could leave nothing with ``max_keep_ckpts=1``).
+    After every save it writes ``work_dir/checkpoints.json``, ``{"last": name, "best": {metric: name}}`` (file names
+    relative to the work dir), which ``forge-test config=RUN/config.yaml`` reads; :meth:`checkpoints` gives the
+    same paths to the end-of-run summary. A resumed run keeps the best checkpoint of its first part (mmengine
+    restores it from the checkpoint's message hub).
     """
+
+    def checkpoints(self, runner) -> dict:
+        """``{"last": path | None, "best": {metric: path}}``: this run's checkpoints that exist (absolute paths)."""
+        last = self.last_ckpt or runner.message_hub.get_info("last_ckpt")
+        if getattr(self, "key_indicators", None) and len(self.key_indicators) == 1:
+            best = {self.key_indicators[0]: getattr(self, "best_ckpt_path", None)}
+        else:
+            best = dict(getattr(self, "best_ckpt_path_dict", {}) or {})
+        exists = lambda path: bool(path) and os.path.isfile(str(path))  # noqa: E731
+        return {"last": str(last) if exists(last) else None,
+                "best": {k: str(v) for k, v in best.items() if exists(v)}}
+
+    def _write_record(self, runner) -> None:
+        if not is_main_process():
+            return
+        found = self.checkpoints(runner)
+        rel = lambda path: os.path.relpath(path, runner.work_dir)  # noqa: E731 (the folder may be moved)
+        record = {"last": rel(found["last"]) if found["last"] else None,
+                  "best": {k: rel(v) for k, v in found["best"].items()}}
+        atomic_write_text(os.path.join(runner.work_dir, CHECKPOINTS_RECORD), json.dumps(record, indent=2))
+
+    def _save_best_checkpoint(self, runner, metrics) -> None:
+        super()._save_best_checkpoint(runner, metrics)
+        self._write_record(runner)
 
     def _save_checkpoint_with_step(self, runner, step, meta):
         ckpt_filename = self.filename_tmpl.format(step)
@@ -60,6 +91,34 @@ class AtomicCheckpointHook(CheckpointHook):
             path = self.file_backend.join_path(self.out_dir, self.filename_tmpl.format(old))
             if self.file_backend.isfile(path):
                 self.file_backend.remove(path)
+        self._write_record(runner)
+
+
+def run_checkpoint(run_dir: str) -> tuple[str, str]:
+    """``(path, 'best' | 'last')``: the checkpoint to evaluate of the run in ``run_dir``: its best checkpoint (the
+    first metric of ``save_best``), else its last, from ``checkpoints.json``; for runs without that record, the
+    file named by ``last_checkpoint`` (looked up in ``run_dir`` when the folder has been moved).
+
+    Raises:
+        FileNotFoundError: the run has no checkpoint that exists (the message names ``run_dir``).
+    """
+    record_path = os.path.join(run_dir, CHECKPOINTS_RECORD)
+    if os.path.isfile(record_path):
+        with open(record_path) as f:
+            record = json.load(f)
+        named = [("best", p) for p in (record.get("best") or {}).values()] + [("last", record.get("last"))]
+        for kind, path in named:
+            if path and os.path.isfile(os.path.join(run_dir, path)):
+                return os.path.join(run_dir, path), kind
+    pointer = os.path.join(run_dir, "last_checkpoint")
+    if os.path.isfile(pointer):
+        with open(pointer) as f:
+            path = f.read().strip()
+        for candidate in (path, os.path.join(run_dir, os.path.basename(path))):
+            if path and os.path.isfile(candidate):
+                return candidate, "last"
+    raise FileNotFoundError(f"{run_dir} holds no checkpoint of its run (neither {CHECKPOINTS_RECORD} nor "
+                            f"last_checkpoint names an existing file): pass checkpoint=PATH")
 
 
 class ReseedHook(Hook):

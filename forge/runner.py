@@ -11,7 +11,8 @@ evaluator, hooks and visualiser. The config groups it reads:
               ``schedulers`` (list; ``_target_`` + kwargs;
               ``convert_to_iter_based``), ``by_epoch``, ``max_epochs``/``max_iters``, ``val_interval``, ``clip_grad``,
               ``accumulative_counts``, ``num_workers``
-``runtime``   ``device``, ``amp``, ``checkpoint`` (interval, max_keep, save_best, rule), ``log_interval``,
+``runtime``   ``device``, ``precision`` (fp32/bf16/fp16/auto, :mod:`forge.precision`), ``checkpoint`` (interval,
+              max_keep, save_best, rule), ``log_interval``,
               ``vis`` (local/tensorboard/wandb switches), ``num_vis_images``
 ``launcher``  ``name`` (local/torchrun/slurm), ``backend``
 """
@@ -32,7 +33,6 @@ from mmengine.hooks import (
     ParamSchedulerHook,
     RuntimeInfoHook,
 )
-from mmengine.optim import AmpOptimWrapper, OptimWrapper
 from mmengine.runner import Runner
 from mmengine.visualization import Visualizer
 from omegaconf import DictConfig, OmegaConf
@@ -40,11 +40,13 @@ from omegaconf import DictConfig, OmegaConf
 from .config import to_plain
 from .distributed import get_world_size, init_distributed
 from .hooks import AtomicCheckpointHook, FinalMetricsHook, PlotCurvesHook, ReseedHook, ValImageHook, WandbValHook
+from .precision import AutocastTestLoop, AutocastValLoop, build_optim_wrapper, resolve_precision
 
 
 class ForgeRunner(Runner):
-    """mmengine ``Runner`` whose checkpoints are written to a temporary file and renamed into place, and which
-    loads a paper's original checkpoint format when the model knows it (``forge-test checkpoint=``, ``load_from=``).
+    """mmengine ``Runner`` whose checkpoints are written to a temporary file and renamed into place, which reads a
+    checkpoint file once per load, without arbitrary unpickling, and loads a paper's original checkpoint format when
+    the model knows it (``forge-test checkpoint=``, ``load_from=``).
 
     A model opts in with ``adapt_state_dict(state) -> dict | None``: ``state`` in the model's own parameter names,
     or None when it is not a foreign format (then the file is loaded as a forge/mmengine checkpoint).
@@ -52,18 +54,33 @@ class ForgeRunner(Runner):
 
     def load_checkpoint(self, filename: str, map_location="cpu", strict: bool = False,
                         revise_keys: list = [(r"^module.", "")]):  # noqa: B006 (mmengine's signature)
+        """Load ``filename`` into the model and return the checkpoint (``resume`` takes the optimizer, schedulers
+        and message hub from it, so the file is read once). ``map_location`` is ignored: the file is read onto the
+        CPU and copied onto the model's device (optimizer state follows its parameters' device).
+
+        Raises:
+            ValueError: not a readable PyTorch checkpoint, one that needs code to unpickle, or one without weights.
+            ConfigError: ``strict`` and an original-format checkpoint that does not fit the model.
+        """
         from mmengine.model import is_model_wrapper
         from mmengine.runner.checkpoint import _load_checkpoint_to_model
 
         from .config import ConfigError
-        from .inference import load_state_dict
+        from .inference import safe_load
 
+        checkpoint = safe_load(filename)
+        weights = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
+        if not isinstance(weights, dict):
+            raise ValueError(f"{filename!r} holds no state dict")
         net = self.model.module if is_model_wrapper(self.model) else self.model
         adapt = getattr(net, "adapt_state_dict", None)
-        state = adapt(load_state_dict(filename)) if callable(adapt) else None
-        if state is None:
-            return super().load_checkpoint(filename, map_location=map_location, strict=strict,
-                                           revise_keys=revise_keys)
+        state = adapt(weights) if callable(adapt) else None
+        if state is None:  # a forge/mmengine checkpoint, loaded as mmengine's Runner.load_checkpoint does
+            self.call_hook("after_load_checkpoint", checkpoint=checkpoint)
+            checkpoint = _load_checkpoint_to_model(net, checkpoint, strict, revise_keys=revise_keys)
+            self._has_loaded = True
+            self.logger.info(f"Load checkpoint from {filename}")
+            return checkpoint
         own = net.state_dict()
         missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
         mismatched = [k for k in own if k in state and state[k].shape != own[k].shape]
@@ -76,6 +93,7 @@ class ForgeRunner(Runner):
             self.logger.warning(f"not loaded (shape differs from the model): {'; '.join(shapes)}")
         _load_checkpoint_to_model(net, {k: v for k, v in state.items() if k not in mismatched}, strict=strict,
                                   logger=self.logger)
+        self._has_loaded = True
         return {"state_dict": state, "meta": {}}
 
     def save_checkpoint(self, out_dir: str, filename: str, *args, **kwargs):
@@ -157,7 +175,7 @@ def build_dataloader(dataset, dataset_cfg: DictConfig, schedule: DictConfig, tra
     return Runner.build_dataloader(cfg, seed=None)
 
 
-def _visualizer(cfg: DictConfig, work_dir: str, name: str) -> dict:
+def _visualizer(cfg: DictConfig, work_dir: str) -> dict:
     vis = cfg.runtime.get("vis", {})
     backends: list[dict[str, Any]] = []
     if vis.get("local", True):
@@ -168,7 +186,32 @@ def _visualizer(cfg: DictConfig, work_dir: str, name: str) -> dict:
         from .tracking import wandb_backend
 
         backends.append(wandb_backend(cfg, work_dir))
-    return dict(type=Visualizer, name=name, vis_backends=backends)
+    return dict(type=Visualizer, vis_backends=backends)  # named by mmengine after the experiment, as the logger
+
+
+def experiment_name(cfg: DictConfig) -> str:
+    """``experiment_name`` with ``/`` replaced, to which mmengine appends its (rank-synchronised) timestamp.
+
+    mmengine's logger and visualiser are process-wide singletons of that final name: a second runner built in the
+    same second of one process (tests, Hydra's in-process sweeps) would write into the first one's log and
+    ``vis_data``, so it gets a ``-2``, ``-3``... suffix instead.
+    """
+    from mmengine.logging import MMLogger
+
+    base = str(cfg.experiment_name).replace("/", "_")
+    now = time.time()
+    stamps = {time.strftime("%Y%m%d_%H%M%S", time.localtime(now + d)) for d in (0, 1)}
+    name, n = base, 1
+    while any(MMLogger.check_instance_created(f"{name}_{stamp}") for stamp in stamps):
+        n += 1
+        name = f"{base}-{n}"
+    return name
+
+
+def run_device(cfg: DictConfig) -> str:
+    """``'cuda'`` or ``'cpu'``: where the runner puts the model (``runtime.device``, auto = CUDA if available)."""
+    device = cfg.runtime.get("device", "auto")
+    return "cuda" if device == "cuda" or (device == "auto" and torch.cuda.is_available()) else "cpu"
 
 
 def build_runner(cfg: DictConfig, work_dir: str, mode: str = "train") -> ForgeRunner:
@@ -190,16 +233,19 @@ def build_runner(cfg: DictConfig, work_dir: str, mode: str = "train") -> ForgeRu
     model = instantiate(cfg.model, _convert_="partial")
     dcfg = cfg.dataset
     evaluator = [instantiate(m, _convert_="partial") for m in dcfg.get("evaluator", [])] or None
-    name = f"{str(cfg.experiment_name).replace('/', '_')}_{time.strftime('%Y%m%d_%H%M%S')}_{os.getpid()}"
+    # runtime.precision: autocast of every train/val/test step on the run's device (forge.precision)
+    device_type = run_device(cfg)
+    cast_dtype = resolve_precision(str(cfg.runtime.get("precision", "fp32")), device_type)
+    loop_cfg = dict(dtype=cast_dtype, device_type=device_type)
 
     kwargs: dict[str, Any] = dict(
         model=model,
         work_dir=work_dir,
-        experiment_name=name,
+        experiment_name=experiment_name(cfg),
         launcher="pytorch" if distributed else "none",
         randomness=dict(seed=seed, deterministic=bool(cfg.runtime.get("deterministic", False))),
         env_cfg=dict(cudnn_benchmark=bool(cfg.runtime.get("cudnn_benchmark", False))),
-        visualizer=_visualizer(cfg, work_dir, name),
+        visualizer=_visualizer(cfg, work_dir),
         log_processor=dict(by_epoch=by_epoch, window_size=int(cfg.runtime.get("log_interval", 10))),
         default_scope="mmengine",
     )
@@ -247,11 +293,10 @@ def build_runner(cfg: DictConfig, work_dir: str, mode: str = "train") -> ForgeRu
             decay_1d=bool(schedule.get("decay_1d", False)),
         )
         optimizer = instantiate(schedule.optimizer, params=groups, lr=lr, _convert_="partial")
-        wrapper_cls = AmpOptimWrapper if cfg.runtime.get("amp", False) else OptimWrapper
         wrapper_kwargs: dict[str, Any] = dict(accumulative_counts=int(schedule.get("accumulative_counts", 1)))
         if schedule.get("clip_grad"):
             wrapper_kwargs["clip_grad"] = to_plain(schedule.clip_grad)
-        optim_wrapper = wrapper_cls(optimizer=optimizer, **wrapper_kwargs)
+        optim_wrapper = build_optim_wrapper(optimizer, cast_dtype, device_type, **wrapper_kwargs)
         # per-process iterations of one epoch (the loader knows about drop_last and the distributed split)
         epoch_length = len(train_loader) if by_epoch else math.ceil(len(train_set) / (schedule.batch_size * world_size))
         schedulers = build_schedulers(optimizer, schedule.get("schedulers"), epoch_length) or None
@@ -281,7 +326,7 @@ def build_runner(cfg: DictConfig, work_dir: str, mode: str = "train") -> ForgeRu
             kwargs.update(
                 val_dataloader=build_dataloader(val_set, dcfg, schedule, False, seed, by_epoch),
                 val_evaluator=evaluator,
-                val_cfg=dict(),
+                val_cfg=dict(type=AutocastValLoop, **loop_cfg),
             )
     elif mode == "test":
         split = "test" if dcfg.get("test") is not None else "val"
@@ -289,7 +334,7 @@ def build_runner(cfg: DictConfig, work_dir: str, mode: str = "train") -> ForgeRu
         kwargs.update(
             test_dataloader=build_dataloader(test_set, dcfg, schedule, False, seed, by_epoch),
             test_evaluator=evaluator,
-            test_cfg=dict(),
+            test_cfg=dict(type=AutocastTestLoop, **loop_cfg),
         )
     else:
         raise ValueError(f"mode must be 'train' or 'test', got {mode!r}")

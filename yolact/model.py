@@ -11,7 +11,6 @@ anchor sizes stay relative to ``max_size``. :func:`yolact.preprocess.preprocess_
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 from collections.abc import Sequence
 
@@ -21,7 +20,7 @@ from mmengine.model import BaseModel
 from torch import Tensor, nn
 
 from forge.data.structures import DetSample, ImageMeta
-from forge.precision import resolve_autocast_dtype
+from forge.precision import float32_region
 
 from .anchors import level_scales, make_anchors
 from .backbone import build_backbone
@@ -63,11 +62,9 @@ class Yolact(BaseModel):
         crop_masks: crop masks to their box before upsampling.
         rescore_masks: with the re-scoring net, report ``mask_scores = score x predicted IoU``.
         truncate_boxes: integer box coordinates in original pixels, as the original evaluation writes them.
-        autocast_dtype: run the network (not the loss or post-processing) under ``torch.autocast`` with this
-            dtype on the input's device, e.g. ``'bfloat16'`` (about 1.7x faster CPU training on processors with
-            AVX512-BF16); outputs are cast back to float32. ``'auto'``: bfloat16 where the device computes it
-            natively (CPUs with AVX512-BF16 or AMX, CUDA GPUs with bf16 support), float32 elsewhere (emulated
-            bfloat16 is slower than float32). None (default): full float32.
+        autocast_dtype: replaced by ``runtime.precision`` (the runner's autocast, :mod:`forge.precision`); only
+            None is accepted, anything else raises naming the new key. Under autocast the network runs in reduced
+            precision, its outputs are cast back to float32 and the loss and post-processing stay in float32.
         data_preprocessor: mmengine data preprocessor (default: move to device only).
     """
 
@@ -125,11 +122,9 @@ class Yolact(BaseModel):
                              max_det=max_det)
         self.mask_threshold, self.crop_masks = mask_threshold, crop_masks
         self.rescore_masks, self.truncate_boxes = rescore_masks, truncate_boxes
-        try:
-            resolve_autocast_dtype(autocast_dtype, "cpu")
-        except ValueError as err:
-            raise ValueError(f"Yolact: {err}") from None
-        self.autocast_dtype = autocast_dtype
+        if autocast_dtype is not None:
+            raise ValueError(f"Yolact: autocast_dtype={autocast_dtype!r} was replaced by runtime.precision "
+                             f"(fp32 | bf16 | fp16 | auto): remove model.autocast_dtype and set runtime.precision")
         self._anchor_cache: dict = {}
         # the ImageNet backbone is read in init_weights(), which the runner calls before training: a model built to
         # test or run a trained checkpoint must not need the backbone file
@@ -181,18 +176,16 @@ class Yolact(BaseModel):
             ``prototypes (B, k, H/4, W/4)`` (after ReLU), ``anchors (A, 4)`` relative cxcywh and, with
             ``with_semantic``, ``semantic (B, C, H/8, W/8)`` logits.
         """
-        dtype = resolve_autocast_dtype(self.autocast_dtype, inputs.device)
-        amp = dtype is not None
-        with torch.autocast(inputs.device.type, dtype=dtype) if amp else contextlib.nullcontext():
-            feats = self.fpn(self.backbone(inputs))
-            protos = self.protonet(feats[0])
-            boxes, logits, coefs = self.head(feats)
-            out = {"boxes": boxes, "cls_logits": logits, "coefs": coefs, "prototypes": protos}
-            if with_semantic and self.semantic_head is not None:
-                out["semantic"] = self.semantic_head(feats[0])
-        if amp:
+        # the network runs under the caller's autocast (runtime.precision), if any; what follows is float32
+        feats = self.fpn(self.backbone(inputs))
+        protos = self.protonet(feats[0])
+        boxes, logits, coefs = self.head(feats)
+        out = {"boxes": boxes, "cls_logits": logits, "coefs": coefs, "prototypes": protos}
+        if with_semantic and self.semantic_head is not None:
+            out["semantic"] = self.semantic_head(feats[0])
+        with float32_region(inputs.device.type):
             out = {k: v.float() for k, v in out.items()}
-        out["anchors"] = self.anchors([tuple(f.shape[-2:]) for f in feats], inputs.device)
+            out["anchors"] = self.anchors([tuple(f.shape[-2:]) for f in feats], inputs.device)
         return out
 
     def forward(self, inputs: Tensor | Sequence[Tensor], data_samples: Sequence[DetSample] | None = None,
@@ -211,7 +204,9 @@ class Yolact(BaseModel):
                     raise ValueError(f"Yolact: image {s.meta.image_id} ({s.meta.file_name or 'no file name'}) has no "
                                      f"GT masks; YOLACT trains on instance masks (a box-only dataset config?)")
             out = self.forward_tensor(inputs, with_semantic=True)
-            return self.loss_module(out, [s.gt for s in data_samples], tuple(inputs.shape[-2:]), self.maskiou_net)
+            with float32_region(inputs.device.type):
+                return self.loss_module(out, [s.gt for s in data_samples], tuple(inputs.shape[-2:]),
+                                        self.maskiou_net)
         if mode == "predict":
             return self.predict(inputs, data_samples)
         raise ValueError(f"Yolact.forward: unknown mode {mode!r} (tensor, loss, predict)")
@@ -220,6 +215,11 @@ class Yolact(BaseModel):
     def predict(self, inputs: Tensor, data_samples: Sequence[DetSample] | None = None) -> list[DetSample]:
         """Detections per image (see :mod:`yolact.postprocess`)."""
         out = self.forward_tensor(inputs)
+        with float32_region(inputs.device.type):
+            return self._detect(inputs, out, data_samples)
+
+    def _detect(self, inputs: Tensor, out: dict[str, Tensor],
+                data_samples: Sequence[DetSample] | None) -> list[DetSample]:
         probs = F.softmax(out["cls_logits"], -1)
         ih, iw = inputs.shape[-2:]
         if data_samples is None:

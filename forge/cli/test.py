@@ -2,6 +2,7 @@
 
     forge-test experiment=dynvit/digits_relu_ln checkpoint=work_dirs/dynvit/digits_relu_ln/epoch_30.pth
     forge-test config=work_dirs/dynvit/digits_relu_ln/config.yaml checkpoint=...   # the saved config alone
+    forge-test config=work_dirs/dynvit/digits_relu_ln/config.yaml   # that run's best checkpoint, else its last
 
 Metrics are printed, written to ``<work_dir>/metrics.json`` (``_phase: test``) and returned.
 """
@@ -56,24 +57,45 @@ def _task_overrides() -> list[str]:
         return []
 
 
+def _run_checkpoint(config: str) -> str:
+    """The checkpoint of the run whose saved config is ``config`` (its best, else its last), announced."""
+    from ..distributed import get_rank
+    from ..hooks import run_checkpoint
+
+    run_dir = os.path.dirname(os.path.abspath(config)) if not os.path.isdir(config) else os.path.abspath(config)
+    try:
+        path, kind = run_checkpoint(run_dir)
+    except FileNotFoundError as err:
+        raise ConfigError(str(err)) from None
+    if get_rank() == 0:
+        print(f"forge-test: no checkpoint= given, evaluating the {kind} checkpoint of {run_dir}: {path}", flush=True)
+    return path
+
+
 def run_test(cfg: DictConfig) -> dict:
+    """Evaluate ``cfg.checkpoint`` (read once; with only ``config=``, that run's best or last checkpoint) on the
+    test split (the val split when there is none); returns the metrics."""
     if cfg.get("config"):
         cfg = merge_saved(cfg, _task_overrides())
+        if not cfg.get("checkpoint"):
+            cfg.checkpoint = _run_checkpoint(str(cfg.config))
     checkpoint = cfg.get("checkpoint")
-    if not checkpoint or not os.path.isfile(str(checkpoint)):
+    if not checkpoint:
+        raise ConfigError("checkpoint= is required (or config=RUN/config.yaml alone: that run's best checkpoint, "
+                          "else its last)")
+    if not os.path.isfile(str(checkpoint)):
         raise ConfigError(f"checkpoint={checkpoint!r} does not exist")
     validate(cfg, mode="test")
     work_dir = resolve_work_dir(cfg)
-    from ..inference import safe_load
     from ..runner import build_runner
 
-    try:
-        safe_load(str(checkpoint))  # refuse files that need arbitrary code to unpickle
-    except ValueError as err:
-        raise ConfigError(str(err)) from err
     runner = build_runner(cfg, work_dir, mode="test")
-    # strict: a checkpoint of another model must fail, not be evaluated with a warning
-    runner.load_checkpoint(str(checkpoint), strict=True)  # a paper's original format too (ForgeRunner)
+    try:
+        # strict: a checkpoint of another model must fail, not be evaluated with a warning; a paper's original
+        # format too (ForgeRunner); the file is read once, refusing files that need code to unpickle
+        runner.load_checkpoint(str(checkpoint), strict=True)
+    except ValueError as err:  # ConfigError included: both name the file
+        raise ConfigError(str(err)) from err
     metrics = runner.test()
     metrics = {k: float(v) if isinstance(v, int | float | np.floating) else v for k, v in (metrics or {}).items()}
     from ..distributed import get_rank

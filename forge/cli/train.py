@@ -2,6 +2,7 @@
 
     forge-train experiment=dynvit/digits_relu_ln                 # one run in work_dirs/dynvit/digits_relu_ln
     forge-train experiment=dynvit/digits_relu_ln resume=auto     # continue from the last checkpoint there
+    forge-train experiment=dynvit/digits_relu_ln overwrite=true  # start over there, deleting the earlier run
     forge-train experiment=... --cfg job                         # print the composed config, run nothing
     forge-train -m experiment=... schedule.lr=1e-3,3e-3 seed=0,1 # a sweep, one folder per run
 """
@@ -10,6 +11,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import sys
 
 import hydra
@@ -18,11 +21,63 @@ from omegaconf import DictConfig
 from ..config import ConfigError, save_config, validate
 from .common import CONFIG_DIR, check_group_overrides, report_and_exit, resolve_work_dir
 
+# what a run leaves in its folder (Hydra's own .hydra/ and <job>.log of this launch are not counted)
+_RUN_FILES = ("config.yaml", "last_checkpoint", "checkpoints.json", "metrics.json", "test_metrics.json")
+_RUN_DIRS = ("plots", "wandb", "test")
+_TIMESTAMP = re.compile(r"^\d{8}_\d{6}$")  # mmengine's log folder of one launch
+
+
+def earlier_run_files(work_dir: str) -> list[str]:
+    """Names in ``work_dir`` that an earlier run left: checkpoints, ``last_checkpoint``, saved config, metrics,
+    plots, mmengine's ``<timestamp>/`` log folders, wandb files and ``forge-test``'s ``test/`` (sorted)."""
+    found = []
+    for name in sorted(os.listdir(work_dir)) if os.path.isdir(work_dir) else []:
+        path = os.path.join(work_dir, name)
+        if os.path.isdir(path):
+            if name in _RUN_DIRS or _TIMESTAMP.match(name):
+                found.append(name)
+        elif name in _RUN_FILES or name.endswith((".pth", ".pth.partial")):
+            found.append(name)
+    return found
+
+
+def check_run_dir(cfg: DictConfig, work_dir: str) -> None:
+    """A new run never mixes with an earlier one: a folder holding an earlier run's files is refused unless
+    ``resume`` continues that run, or ``overwrite=true`` deletes those files first (on rank 0 only; the others
+    are still waiting at the distributed rendezvous of :func:`forge.runner.build_runner`, before any write).
+
+    Raises:
+        ConfigError: ``work_dir`` holds an earlier run and neither override is given, or both are given.
+    """
+    resume, overwrite = cfg.get("resume", False), cfg.get("overwrite", False)
+    if not isinstance(overwrite, bool):
+        raise ConfigError(f"overwrite={overwrite!r} is invalid: use true or false")
+    if resume and overwrite:
+        raise ConfigError(f"resume={resume!r} and overwrite=true exclude each other: continue the run in {work_dir} "
+                          f"or start it over")
+    found = earlier_run_files(work_dir)
+    if not found or resume:
+        return
+    if not overwrite:
+        shown = ", ".join(found[:6]) + (", ..." if len(found) > 6 else "")
+        raise ConfigError(f"{work_dir} already holds a run ({shown}): continue it with resume=auto, start it over "
+                          f"with overwrite=true (deletes those files), or choose another work_dir=")
+    if int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0"))) == 0:  # before init_distributed
+        for name in found:
+            path = os.path.join(work_dir, name)
+            if os.path.isdir(path):
+                shutil.rmtree(path)
+            else:
+                os.remove(path)
+        print(f"overwrite=true: deleted the earlier run in {work_dir}: {', '.join(found)}", flush=True)
+
 
 def run_train(cfg: DictConfig) -> dict:
-    """Validate ``cfg``, save it to the work dir and train; returns the final metrics."""
+    """Validate ``cfg``, check its work dir (:func:`check_run_dir`), save the config there and train; returns the
+    final metrics."""
     validate(cfg)
     work_dir = resolve_work_dir(cfg)
+    check_run_dir(cfg, work_dir)
     from ..distributed import get_rank
 
     if cfg.get("engine", "runner") == "fit":
@@ -55,14 +110,18 @@ def run_train(cfg: DictConfig) -> dict:
 
 
 def _summary(runner, work_dir: str, metrics: dict) -> None:
-    last = os.path.join(work_dir, "last_checkpoint")
-    ckpt = open(last).read().strip() if os.path.isfile(last) else "none"
-    best = [f for f in os.listdir(work_dir) if f.startswith("best_") and f.endswith(".pth")]
+    from ..hooks import AtomicCheckpointHook
+
+    # this run's checkpoints, as the checkpoint hook saved them (a listing could show an earlier run's files)
+    hooks = [h for h in runner.hooks if isinstance(h, AtomicCheckpointHook)]
+    saved = hooks[0].checkpoints(runner) if hooks else {"last": None, "best": {}}
+    best = [f"best      {path}  ({metric})" for metric, path in saved["best"].items()]
     lines = [
         "=" * 72,
         "finished " + ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if not k.startswith("_")),
         f"work dir    {work_dir}",
-        f"checkpoint  {ckpt}" + (f"  (best: {os.path.join(work_dir, best[0])})" if best else ""),
+        f"checkpoint  last      {saved['last'] or 'none'}",
+        *[f"            {line}" for line in best],
         f"config      {os.path.join(work_dir, 'config.yaml')}",
         f"metrics     {os.path.join(work_dir, 'metrics.json')}",
         f"logs        {runner.log_dir}  (tensorboard --logdir {work_dir})",
