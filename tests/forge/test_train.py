@@ -238,3 +238,114 @@ def test_forge_infer_dynvit(tmp_path):
     bad = run_cli("forge-infer", ["dynvit", str(tmp_path / "d.png"), "--checkpoint", str(tmp_path / "none.pth"),
                                   "--out", str(tmp_path / "x.png")])
     assert bad.returncode == 2 and "does not exist" in bad.stderr
+
+
+class _CountLoads:
+    """Counts ``torch.load`` calls (every reader of a checkpoint file goes through it)."""
+
+    def __init__(self, monkeypatch):
+        self.calls: list[str] = []
+        original = torch.load
+
+        def counting(f, *args, **kwargs):
+            self.calls.append(str(f))
+            return original(f, *args, **kwargs)
+
+        monkeypatch.setattr(torch, "load", counting)
+
+
+def _summary_lines(out: str) -> list[str]:
+    return [line for line in out.splitlines() if "best " in line or "last " in line]
+
+
+def test_rerun_is_refused_and_resume_or_overwrite_are_explicit(tmp_path, capsys, monkeypatch):
+    from forge.config import ConfigError
+
+    work = tmp_path / "run"
+    run_train(compose_cfg(fast_digits(str(work), epochs=1)))
+    record = json.load(open(work / "checkpoints.json"))
+    best = work / record["best"]["accuracy/top1"]
+    assert record["last"] == "epoch_1.pth" and best.name == "best_accuracy_top1_epoch_1.pth" and best.is_file()
+    out = capsys.readouterr().out
+    assert f"last      {work / 'epoch_1.pth'}" in out and f"best      {best}  (accuracy/top1)" in out
+
+    with pytest.raises(ConfigError) as err:  # the same command again
+        run_train(compose_cfg(fast_digits(str(work), epochs=1)))
+    assert str(work) in str(err.value) and "resume=auto" in str(err.value) and "overwrite=true" in str(err.value)
+    with pytest.raises(ConfigError, match="exclude each other"):
+        run_train(compose_cfg(fast_digits(str(work), epochs=1, extra=["resume=auto", "overwrite=true"])))
+
+    # a stray best checkpoint that sorts first: the summary must name the checkpoints this run saved
+    decoy = work / "best_accuracy_top1_epoch_0.pth"
+    decoy.write_bytes(best.read_bytes())
+    loads = _CountLoads(monkeypatch)
+    run_train(compose_cfg(fast_digits(str(work), epochs=2, extra=["resume=auto"])))
+    assert loads.calls == [str(work / "epoch_1.pth")]  # the resumed checkpoint, read once
+    summary = _summary_lines(capsys.readouterr().out)
+    record = json.load(open(work / "checkpoints.json"))
+    assert record["last"] == "epoch_2.pth" and "epoch_0" not in "".join(summary)
+    assert any(str(work / record["best"]["accuracy/top1"]) in line for line in summary), summary
+
+    run_train(compose_cfg(fast_digits(str(work), epochs=1, extra=["overwrite=true"])))
+    out = capsys.readouterr().out
+    assert f"overwrite=true: deleted the earlier run in {work}" in out
+    left = sorted(p.name for p in work.glob("*.pth"))
+    assert left == ["best_accuracy_top1_epoch_1.pth", "epoch_1.pth"], left  # decoy and epoch_2 are gone
+
+
+def test_hydra_files_of_this_launch_are_not_an_earlier_run(tmp_path):
+    from forge.cli.train import earlier_run_files
+
+    (tmp_path / ".hydra").mkdir()
+    (tmp_path / "train.log").write_text("")
+    (tmp_path / "notes.txt").write_text("")
+    assert earlier_run_files(str(tmp_path)) == []
+    for name in ("20260101_120000", "plots"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "iter_4.pth").write_bytes(b"")
+    assert earlier_run_files(str(tmp_path)) == ["20260101_120000", "iter_4.pth", "plots"]
+
+
+def test_forge_test_of_a_run_uses_its_best_then_its_last_checkpoint(tmp_path, capsys, monkeypatch):
+    import shutil
+
+    from forge.cli.test import run_test
+    from forge.config import ConfigError
+
+    work = tmp_path / "run"
+    train_metrics = run_train(compose_cfg(fast_digits(str(work), epochs=1)))
+    best = work / "best_accuracy_top1_epoch_1.pth"
+    capsys.readouterr()
+    loads = _CountLoads(monkeypatch)
+    metrics = run_test(compose_cfg([f"config={work}/config.yaml", f"work_dir={tmp_path / 't1'}"], "test"))
+    assert f"evaluating the best checkpoint of {work}: {best}" in capsys.readouterr().out
+    assert loads.calls == [str(best)]  # read once (today's safety check included)
+    assert metrics["accuracy/top1"] == pytest.approx(train_metrics["accuracy/top1"], abs=1e-9)
+
+    moved = tmp_path / "moved"  # a copied run folder: the record's names are relative to it
+    shutil.copytree(work, moved)
+    record = json.load(open(moved / "checkpoints.json"))
+    json.dump({"last": record["last"], "best": {}}, open(moved / "checkpoints.json", "w"))
+    run_test(compose_cfg([f"config={moved}/config.yaml", f"work_dir={tmp_path / 't2'}"], "test"))
+    assert f"evaluating the last checkpoint of {moved}: {moved / 'epoch_1.pth'}" in capsys.readouterr().out
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    shutil.copy(work / "config.yaml", empty / "config.yaml")
+    with pytest.raises(ConfigError, match=f"{empty} holds no checkpoint of its run"):
+        run_test(compose_cfg([f"config={empty}/config.yaml", f"work_dir={tmp_path / 't3'}"], "test"))
+    with pytest.raises(ConfigError, match="checkpoint= is required"):
+        run_test(compose_cfg([f"work_dir={tmp_path / 't4'}"], "test"))
+
+
+def test_experiment_name_has_one_timestamp_and_is_unique_per_runner(tmp_path):
+    import re
+
+    from forge.runner import build_runner
+
+    cfg = compose_cfg(fast_digits(str(tmp_path)))
+    a, b = build_runner(cfg, str(tmp_path), mode="test"), build_runner(cfg, str(tmp_path), mode="test")
+    for runner in (a, b):
+        assert re.fullmatch(r"dynvit_digits_softmax(-\d+)?_\d{8}_\d{6}", runner.experiment_name), runner.experiment_name
+        assert runner.experiment_name.endswith(runner.timestamp)
+    assert a.experiment_name != b.experiment_name and a.logger is not b.logger and a.visualizer is not b.visualizer
