@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> None:
                      ("channels-last + AMP", True, fp16, False), ("compile + channels-last + AMP", True, fp16, True)]
     elif not args.no_variants:
         variants += [("channels-last", True, None, False)]
-        # bf16 autocast is what training uses here (autocast_dtype: auto); without hardware bf16 it is emulated, slow
+        # bf16 autocast is what training uses here (runtime.precision: auto); without hardware bf16 it is emulated, slow
         if native_bf16("cpu"):
             variants += [("bf16 autocast", False, bf16, False), ("channels-last + bf16 autocast", True, bf16, False)]
         else:
