@@ -7,8 +7,11 @@ Examples::
     forge-eval crowdhuman --gt annotation_val.odgt --dt results.odgt --box-type fbox
 
 Prints a table; ``--json OUT`` writes every figure under the name the table shows (COCO/LVIS also ``stats``: the
-summary numbers in pycocotools / lvis-api order, and ``per_class`` with ``--classwise``). Bad input files exit
-with code 2 and a one-line message naming the file and the problem.
+summary numbers in pycocotools / lvis-api order, and ``per_class`` with ``--classwise``). Bad input files (missing,
+unreadable, invalid JSON, a missing or ill-typed key, unknown ids: :data:`forge.evaluation.errors.INPUT_ERRORS`)
+exit with code 2 and a one-line message naming the file and the problem; any other exception is a bug and keeps its
+traceback. A progress bar is drawn on stderr when it is a terminal (not in CI / logs). The command imports neither
+torch nor mmengine.
 """
 
 from __future__ import annotations
@@ -62,6 +65,11 @@ def _jsonable(value: Any) -> Any:
 
 
 def _run(args: argparse.Namespace) -> tuple[str, dict]:
+    from forge.evaluation.errors import check_input_file
+
+    for path in (args.gt, args.dt, getattr(args, "id_map", None)):
+        if path is not None:
+            check_input_file(path)
     if args.benchmark == "crowdhuman":
         from forge.evaluation.crowdhuman import evaluate_files, format_table
 
@@ -98,13 +106,13 @@ def _run(args: argparse.Namespace) -> tuple[str, dict]:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from forge.evaluation.errors import INPUT_ERRORS
+
     args = _parser().parse_args(argv)
     try:
         text, figures = _run(args)
-    except (ValueError, OSError, KeyError) as err:  # input-file problems (reader/results errors are ValueErrors)
+    except INPUT_ERRORS as err:  # only errors about the user's files; anything else is a bug: traceback
         msg = str(err).splitlines()[0] if str(err) else type(err).__name__
-        if isinstance(err, OSError) and getattr(err, "filename", None) and str(err.filename) not in msg:
-            msg = f"{err.filename}: {msg}"
         print(f"forge-eval: error: {msg}", file=sys.stderr, flush=True)
         sys.exit(2)
     try:

@@ -91,9 +91,9 @@ def test_bit_exact_parity_with_pycocotools(case, reference, iou_type):
 @pytest.mark.parametrize("iou_type", ["bbox", "segm"])
 def test_parity_through_the_rematching_path(case, reference, iou_type, monkeypatch):
     """The 1-eps precision fix decides most cells by counting; force its re-matching path everywhere."""
-    import forge.evaluation.coco as coco_mod
+    import forge.evaluation.coco.precision as precision_mod
 
-    monkeypatch.setattr(coco_mod, "_FORCE_WALK", True)
+    monkeypatch.setattr(precision_mod, "FORCE_WALK", True)
     ref = reference(iou_type)
     ours = evaluate_coco(case["gt"], case["dt_" + iou_type], iou_type)
     assert ours["stats"] == [float(s) for s in ref.stats]

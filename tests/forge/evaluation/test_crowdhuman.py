@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-import forge.evaluation.crowdhuman as ch
+import forge.evaluation.crowdhuman.prepare as ch_prepare
 from forge.data.crowdhuman_reader import DTRecord, GTRecord, read_dt_odgt, read_gt_odgt
 from forge.data.structures import Detections, DetSample, ImageMeta
 from forge.evaluation.crowdhuman import CrowdHumanMetric, evaluate, evaluate_files, format_table
+from forge.evaluation.errors import EvalInputError
 
 FIX = Path(__file__).resolve().parents[2] / "fixtures" / "crowdhuman"
 EPS = 1e-6  # CrowdDet's JI denominator epsilon
@@ -157,14 +158,14 @@ def test_clipping_of_detections_and_gt():
     assert evaluate(gts, dts)["num_tp"] == 1
     assert evaluate(gts, dts, clip=False)["num_tp"] == 0  # IoU 0.5 - eps unclipped
     boxes = np.array([[-5.0, -5.0, 150.0, 150.0], [120.0, 130.0, 140.0, 150.0], [-20.0, -20.0, -10.0, -10.0]])
-    ch._clip(boxes, np.full(3, 100.0), np.full(3, 80.0))
+    ch_prepare.clip_boxes(boxes, np.full(3, 100.0), np.full(3, 80.0))
     np.testing.assert_array_equal(boxes, [[0, 0, 100, 80], [99, 79, 100, 80], [0, 0, 0, 0]])
 
 
 def test_image_size_from_detections_and_errors():
     g = gt("a", [[50, 10, 100, 50]], w=None, h=None)
     assert evaluate([g], [dt("a", [[50, 10, 50, 50]], [0.9], w=100, h=80)])["num_tp"] == 1
-    with pytest.raises(ValueError, match=r"ID 'a'.*width/height unknown"):
+    with pytest.raises(EvalInputError, match=r"ID 'a'.*width/height unknown"):
         evaluate([g], [dt("a", [[50, 10, 50, 50]], [0.9])])
     assert evaluate([g], [dt("a", [[50, 10, 50, 50]], [0.9])], clip=False)["num_tp"] == 0
     # an image without detections needs no size
@@ -185,11 +186,11 @@ def test_empty_and_degenerate_inputs():
 
 def test_input_errors():
     g = [gt("a", PEOPLE)]
-    with pytest.raises(ValueError, match="ID 'zz'.*not in the ground truth"):
+    with pytest.raises(EvalInputError, match="ID 'zz'.*not in the ground truth"):
         evaluate(g, [dt("zz", PEOPLE, [0.1] * 4)])
-    with pytest.raises(ValueError, match="no detection record"):
+    with pytest.raises(EvalInputError, match="no detection record"):
         evaluate(g, [], missing_dt="error")
-    with pytest.raises(ValueError, match="duplicate detection record"):
+    with pytest.raises(EvalInputError, match="duplicate detection record"):
         evaluate(g, [dt("a", [], []), dt("a", [], [])])
     with pytest.raises(ValueError, match="box_type"):
         evaluate(g, [], box_type="xbox")
@@ -205,7 +206,7 @@ def test_missing_box_type_names_the_line(tmp_path):
     d = tmp_path / "dt.odgt"
     d.write_text(json.dumps({"ID": "a", "width": 20, "height": 20, "dtboxes": []}) + "\n")
     assert evaluate_files(p, d)["num_gt"] == 1
-    with pytest.raises(ValueError, match=r"gt\.odgt:1: ID 'a' gtboxes\[0\] has no 'vbox'"):
+    with pytest.raises(EvalInputError, match=r"gt\.odgt:1: ID 'a' gtboxes\[0\] has no 'vbox'"):
         evaluate_files(p, d, box_type="vbox")
 
 
@@ -229,7 +230,7 @@ def test_head_boxes_use_head_ignore():
 def test_small_chunks_give_the_same_numbers(monkeypatch):
     gts, dts = read_gt_odgt(FIX / "gt.odgt"), read_dt_odgt(FIX / "dt_fbox.odgt")
     ref = evaluate(gts, dts)
-    monkeypatch.setattr(ch, "_CHUNK_ELEMS", 500)
+    monkeypatch.setattr(ch_prepare, "CHUNK_ELEMS", 500)
     assert evaluate(gts, dts) == ref
 
 

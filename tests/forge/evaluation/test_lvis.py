@@ -36,9 +36,9 @@ def official_lvis(monkeypatch):
 @pytest.mark.parametrize("force_walk", [False, True])
 @pytest.mark.parametrize("iou_type", ["bbox", "segm"])
 def test_exact_parity_with_official_lvis(case, iou_type, force_walk, official_lvis, tmp_path, monkeypatch):
-    import forge.evaluation.coco as coco_mod
+    import forge.evaluation.coco.precision as precision_mod
 
-    monkeypatch.setattr(coco_mod, "_FORCE_WALK", force_walk)  # also check the re-matching path of the fix
+    monkeypatch.setattr(precision_mod, "FORCE_WALK", force_walk)  # also check the re-matching path of the fix
     gt_path = tmp_path / "lvis_gt.json"
     gt_path.write_text(json.dumps(case["gt"]))
     dts = case["dt_" + iou_type]
