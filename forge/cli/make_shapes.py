@@ -1,6 +1,7 @@
 """``forge-make-shapes OUT --train N --val M --size S [--seed 0]``: write the synthetic shapes set (COCO format).
 
-See :mod:`forge.data.shapes` for what it contains.
+See :mod:`forge.data.shapes` for what it contains. Rendering shows a progress bar per split on a terminal (none in
+CI or when stderr is redirected); the summary lines go to stdout.
 """
 
 from __future__ import annotations

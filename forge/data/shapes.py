@@ -36,6 +36,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pycocotools.mask as mask_utils
 
+from forge.progress import progress
+
 __all__ = [
     "CATEGORIES",
     "ShapeObject",
@@ -271,7 +273,7 @@ def generate_split(out: str, split: str, num_images: int, size: int = 256, seed:
     os.makedirs(ann_dir, exist_ok=True)
     images, anns = [], []
     ann_id = 1
-    for i in range(num_images):
+    for i in progress(range(num_images), desc=f"shapes {split}", unit="img"):
         rng = np.random.default_rng([seed, SPLITS[split], i, size])
         img, objects = render_image(rng, size, **render_kw)
         image_id = i + 1

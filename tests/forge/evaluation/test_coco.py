@@ -300,3 +300,48 @@ def test_metric_errors_are_clear():
     no_gt = DetSample(meta=ImageMeta(image_id=1, ori_shape=(4, 4)), pred=Detections.empty())
     with pytest.raises(ValueError, match=r"meta.extra\['ori_gt'\]"):
         CocoMetric().process(None, [no_gt])
+
+
+@pytest.mark.parametrize("iou_type", ["bbox", "segm"])
+@pytest.mark.parametrize("force_walk", [False, True])
+def test_precision_array_equals_pycocotools(case, reference, iou_type, force_walk, monkeypatch):
+    """Stronger than the summary: the whole (T, R, K, A, M) precision array is pycocotools', bit for bit."""
+    import forge.evaluation.coco.precision as precision_mod
+    from forge.evaluation.coco.engine import run_engine
+    from forge.evaluation.coco.results import load_gt
+
+    monkeypatch.setattr(precision_mod, "FORCE_WALK", force_walk)
+    ref = reference(iou_type)
+    ev = run_engine(load_gt(case["gt"]).dataset, case["dt_" + iou_type], iou_type, None, (1, 10, 100))
+    ours = ev.eval["precision"]
+    assert ours.shape == ref.eval["precision"].shape
+    assert np.array_equal(ours, ref.eval["precision"])
+    assert np.array_equal(ev.eval["recall"], ref.eval["recall"])
+    # the fix had work to do on this case (without it these cells would read 1.0)
+    assert (ours == precision_mod.ONE_MINUS_EPS).sum() > 10
+
+
+def test_engine_layout_change_fails_loudly(case, monkeypatch):
+    """If faster-coco-eval stops giving pycocotools' precision layout, evaluation raises, naming version and key."""
+    import faster_coco_eval
+    from faster_coco_eval import COCOeval_faster
+
+    from forge.evaluation.coco.precision import EngineMismatchError
+
+    original = COCOeval_faster.accumulate
+
+    def squeezed(self):
+        original(self)
+        self.eval["precision"] = self.eval["precision"][..., -1]  # e.g. a release that drops the maxDets axis
+
+    monkeypatch.setattr(COCOeval_faster, "accumulate", squeezed)
+    with pytest.raises(EngineMismatchError, match=rf"faster-coco-eval {faster_coco_eval.__version__}: eval\['precision'\]"):
+        evaluate_coco(case["gt"], case["dt_bbox"], "bbox")
+
+    def dropped(self):
+        original(self)
+        del self.eval["precision"]
+
+    monkeypatch.setattr(COCOeval_faster, "accumulate", dropped)
+    with pytest.raises(EngineMismatchError, match="expected a float array of shape"):
+        evaluate_coco(case["gt"], case["dt_bbox"], "bbox")
