@@ -81,9 +81,10 @@ def bench_nms(device: str, iters: int, warmup: int, candidates: int) -> dict[str
     keep = scores.max(1).values > 0.05  # the conf threshold applied before NMS, as in the model
     boxes, scores = boxes[keep], scores[keep]
     fns = {
-        "Fast NMS (per class)": lambda: fast_nms(boxes, scores, 0.5, 200, 100),
-        "Fast NMS (class-agnostic)": lambda: cc_fast_nms(boxes, scores, 0.5, 200, 100),
-        "standard NMS (batched_nms)": lambda: standard_nms(boxes, scores, 0.5, 0.05, 100),
+        "Fast NMS (per class)": lambda: fast_nms(boxes, scores, iou_threshold=0.5, top_k=200, max_det=100),
+        "Fast NMS (class-agnostic)": lambda: cc_fast_nms(boxes, scores, iou_threshold=0.5, top_k=200, max_det=100),
+        "standard NMS (batched_nms)": lambda: standard_nms(boxes, scores, iou_threshold=0.5, score_threshold=0.05,
+                                                           top_k=None, max_det=100),
     }
     return {k: timeit(fn, device, iters, warmup) for k, fn in fns.items()}, int(keep.sum())
 

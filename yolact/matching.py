@@ -10,21 +10,9 @@
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
-from forge.ops.nms import pairwise_iou
-
-from .box_coding import cxcywh_to_xyxy
-
-
-def intersection_over_first(boxes_a: Tensor, boxes_b: Tensor) -> Tensor:
-    """``(N, 4), (M, 4)`` xyxy -> ``(N, M)`` intersection divided by the area of ``boxes_a``."""
-    lt = torch.maximum(boxes_a[:, None, :2], boxes_b[None, :, :2])
-    rb = torch.minimum(boxes_a[:, None, 2:], boxes_b[None, :, 2:])
-    inter = (rb - lt).clamp(min=0).prod(-1)
-    area_a = ((boxes_a[:, 2] - boxes_a[:, 0]) * (boxes_a[:, 3] - boxes_a[:, 1]))[:, None]
-    return inter / area_a
+from forge.ops.boxes import box_cxcywh_to_xyxy, box_ioa, box_iou
 
 
 def match_anchors(
@@ -51,8 +39,8 @@ def match_anchors(
     """
     if gt_boxes.shape[0] == 0:
         raise ValueError("match_anchors: needs at least one ground-truth box")
-    anchor_boxes = cxcywh_to_xyxy(anchors)
-    overlaps = pairwise_iou(gt_boxes, anchor_boxes)  # (N, A)
+    anchor_boxes = box_cxcywh_to_xyxy(anchors)
+    overlaps = box_iou(gt_boxes, anchor_boxes)  # (N, A); 0 (not NaN) for degenerate pairs
     best_overlap, gt_idx = overlaps.max(0)
     for _ in range(overlaps.shape[0]):
         best_per_gt, best_anchor = overlaps.max(1)
@@ -66,6 +54,6 @@ def match_anchors(
     conf_t[best_overlap < pos_iou] = -1
     conf_t[best_overlap < neg_iou] = 0
     if crowd_boxes is not None and crowd_boxes.shape[0] > 0 and crowd_iou < 1:
-        crowd_cover = intersection_over_first(anchor_boxes, crowd_boxes).max(1).values
+        crowd_cover = box_ioa(anchor_boxes, crowd_boxes).max(1).values  # share of each anchor inside a crowd
         conf_t[(conf_t <= 0) & (crowd_cover > crowd_iou)] = -1
     return conf_t, gt_idx

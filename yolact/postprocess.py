@@ -1,27 +1,43 @@
 """Test-time post-processing (YOLACT Sec. 3.5 and the original ``Detect`` / ``postprocess``).
 
 1. Softmax class scores; drop anchors whose best foreground score is ``<= conf_thresh`` (0.05).
-2. Decode boxes; NMS: Fast NMS per class (default: top 200 per class, IoU 0.5, keep 100 over all classes, no
-   post-NMS score threshold), class-agnostic Fast NMS, or standard greedy NMS (``forge.ops.nms``).
+2. Decode boxes; NMS chosen by name from :data:`forge.ops.nms.NMS_FUNCTIONS` (``model.nms=...``): Fast NMS per
+   class (default: top 200 per class, IoU 0.5, keep 100 over all classes, no post-NMS score threshold),
+   class-agnostic Fast NMS, standard greedy NMS or Soft-NMS.
 3. Masks: ``sigmoid(P c)`` at prototype resolution, cropped to the predicted box (1 cell padding),
    (YOLACT++: mask score = class score x predicted mask IoU from the re-scoring net), bilinearly upsampled and
-   thresholded at 0.5.
+   thresholded at 0.5, in chunks of bounded memory (:func:`forge.ops.masks.resize_masks`).
 4. Boxes and masks mapped from the network input to the original image.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from forge.data.structures import Detections, ImageMeta
-from forge.ops.nms import cc_fast_nms, fast_nms, standard_nms
+from forge.ops.masks import DEFAULT_MEMORY_LIMIT, resize_masks
+from forge.ops.nms import NMS_FUNCTIONS, get_nms
 
 from .assembly import assemble_masks, crop_masks
 from .box_coding import decode
 
-NMS_KINDS = ("fast", "cc_fast", "standard")
+NMS_KINDS = tuple(NMS_FUNCTIONS)
+
+
+def nms_options(nms: str, conf_thresh: float, iou_threshold: float, top_k: int, max_det: int) -> dict:
+    """The NMS keyword options YOLACT's ``Detect`` uses for ``nms``.
+
+    Fast NMS (per class or class-agnostic) keeps each class's ``top_k`` whatever their score (the original applies
+    no second threshold); the greedy paths (standard NMS, as the original's ``traditional_nms``, and Soft-NMS)
+    threshold every (box, class) pair at ``conf_thresh``. Standard NMS has no per-class cap in the original, Soft-NMS
+    keeps ``top_k`` to bound its loop.
+    """
+    if nms not in NMS_KINDS:
+        raise ValueError(f"yolact: nms must be one of {NMS_KINDS}, got {nms!r}")
+    fast = nms in ("fast", "cc_fast")
+    return dict(iou_threshold=iou_threshold, score_threshold=None if fast else conf_thresh,
+                top_k=None if nms == "standard" else top_k, max_det=max_det)
 
 
 def detect_single(
@@ -40,22 +56,17 @@ def detect_single(
     Args:
         deltas: ``(A, 4)`` box deltas; probs: ``(A, C + 1)`` softmax scores (background 0);
         coefs: ``(A, k)``; anchors: ``(A, 4)`` cxcywh.
+        nms: a name of :data:`forge.ops.nms.NMS_FUNCTIONS`, given the options of :func:`nms_options`.
 
     Returns:
         ``boxes (n, 4)`` relative xyxy, ``labels (n,)`` 0-based, ``scores (n,)``, ``coefs (n, k)``, sorted by score.
     """
-    if nms not in NMS_KINDS:
-        raise ValueError(f"detect_single: nms must be one of {NMS_KINDS}, got {nms!r}")
+    options = nms_options(nms, conf_thresh, iou_threshold, top_k, max_det)
     fg = probs[:, 1:]
     keep = fg.max(1).values > conf_thresh
     boxes = decode(deltas[keep], anchors[keep])
     fg, coefs = fg[keep], coefs[keep]
-    if nms == "fast":
-        idx, labels, scores = fast_nms(boxes, fg, iou_threshold, top_k, max_det)
-    elif nms == "cc_fast":
-        idx, labels, scores = cc_fast_nms(boxes, fg, iou_threshold, top_k, max_det)
-    else:
-        idx, labels, scores = standard_nms(boxes, fg, iou_threshold, conf_thresh, max_det)
+    idx, labels, scores = get_nms(nms)(boxes, fg, **options)
     return {"boxes": boxes[idx], "labels": labels, "scores": scores, "coefs": coefs[idx]}
 
 
@@ -68,6 +79,7 @@ def to_original(
     crop: bool = True,
     mask_threshold: float = 0.5,
     truncate_boxes: bool = False,
+    memory_limit: int | None = DEFAULT_MEMORY_LIMIT,
 ) -> Detections:
     """Assemble masks and map one image's detections to the original image.
 
@@ -81,6 +93,8 @@ def to_original(
         crop: crop masks to their predicted box before upsampling.
         mask_threshold: binarisation threshold of the upsampled soft masks.
         truncate_boxes: cast box coordinates down to integers as the original evaluation does.
+        memory_limit: bytes of float temporaries for upsampling a chunk of masks (100 full-resolution float32
+            masks of an HD image would be about 830 MB at once); the result does not depend on it.
 
     Returns:
         :class:`Detections` with boxes in original pixels, bool masks ``(n, H0, W0)`` and, with ``maskiou_net``,
@@ -100,13 +114,7 @@ def to_original(
         mask_scores = det["scores"] * iou.gather(1, det["labels"][:, None]).squeeze(1)
     # the whole (padded) input expressed at original scale; equals ori_shape when there is no padding
     canvas = (max(1, round(ih / sy)), max(1, round(iw / sx)))
-    if n:
-        up = F.interpolate(masks[None], canvas, mode="bilinear", align_corners=False)[0]
-        bitmaps = up[:, :oh, :ow] > mask_threshold
-        if bitmaps.shape[1:] != (oh, ow):  # canvas smaller than the original after rounding: pad
-            bitmaps = F.pad(bitmaps, (0, ow - bitmaps.shape[2], 0, oh - bitmaps.shape[1]))
-    else:
-        bitmaps = torch.zeros((0, oh, ow), dtype=torch.bool, device=prototypes.device)
+    bitmaps = resize_masks(masks, canvas, mask_threshold, output_shape=(oh, ow), memory_limit=memory_limit)
     # relative -> input pixels -> original pixels; order and clamp as the original
     x1 = torch.minimum(boxes_rel[:, 0], boxes_rel[:, 2]) * iw / sx
     x2 = torch.maximum(boxes_rel[:, 0], boxes_rel[:, 2]) * iw / sx

@@ -1,4 +1,6 @@
-"""Shared box and mask operations (``forge.ops.boxes``, ``forge.ops.masks``)."""
+"""Shared box, mask and NMS operations (``forge.ops.boxes``, ``forge.ops.masks``, ``forge.ops.nms``): the one
+implementation of IoU / IoA, box formats, flips, clipping, mask resizing and pasting, and NMS for every paper.
+``docs/ops.md`` lists them."""
 
 from forge.ops.boxes import (
     box_area,
@@ -13,6 +15,7 @@ from forge.ops.boxes import (
     scale_boxes,
 )
 from forge.ops.masks import (
+    DEFAULT_MEMORY_LIMIT,
     as_rles,
     mask_to_rle,
     masks_to_boxes,
@@ -26,6 +29,7 @@ from forge.ops.masks import (
     segm_to_mask,
     segm_to_rle,
 )
+from forge.ops.nms import NMS_FUNCTIONS, build_nms, cc_fast_nms, fast_nms, get_nms, soft_nms, standard_nms
 
 __all__ = [
     "box_area",
@@ -38,6 +42,7 @@ __all__ = [
     "clip_boxes",
     "flip_boxes",
     "scale_boxes",
+    "DEFAULT_MEMORY_LIMIT",
     "as_rles",
     "mask_to_rle",
     "masks_to_boxes",
@@ -50,4 +55,11 @@ __all__ = [
     "rle_to_mask",
     "segm_to_mask",
     "segm_to_rle",
+    "NMS_FUNCTIONS",
+    "build_nms",
+    "cc_fast_nms",
+    "fast_nms",
+    "get_nms",
+    "soft_nms",
+    "standard_nms",
 ]

@@ -33,6 +33,7 @@ __all__ = [
     "masks_to_boxes",
     "resize_masks",
     "paste_masks_in_boxes",
+    "DEFAULT_MEMORY_LIMIT",
 ]
 
 Rle = dict[str, Any]
@@ -176,19 +177,58 @@ def masks_to_boxes(masks: Tensor) -> Tensor:
     return out
 
 
-def resize_masks(masks: Tensor, size: Sequence[int], threshold: float | None = 0.5) -> Tensor:
-    """Bilinearly resize ``(N, H, W)`` masks (bool or float) to ``size = (H', W')``.
+DEFAULT_MEMORY_LIMIT = 256 * 2**20
+"""Bytes of temporaries :func:`resize_masks` / :func:`paste_masks_in_boxes` allocate per chunk of masks (about 30
+full-HD float32 masks at a time; detectron2's ``paste_masks_in_image`` uses 1 GiB on GPU)."""
 
-    Returns bool masks ``> threshold`` or, with ``threshold=None``, the float values.
+
+def _chunk_size(n: int, bytes_per_mask: int, memory_limit: int | None, fn: str) -> int:
+    """Masks per chunk so that one chunk's temporaries stay within ``memory_limit`` bytes (at least one mask)."""
+    if memory_limit is None:
+        return max(n, 1)
+    if isinstance(memory_limit, bool) or not isinstance(memory_limit, int) or memory_limit <= 0:
+        raise ValueError(f"{fn}: memory_limit must be a positive number of bytes or None, got {memory_limit!r}")
+    return max(1, memory_limit // max(bytes_per_mask, 1))
+
+
+def resize_masks(
+    masks: Tensor,
+    size: Sequence[int],
+    threshold: float | None = 0.5,
+    *,
+    output_shape: Sequence[int] | None = None,
+    memory_limit: int | None = DEFAULT_MEMORY_LIMIT,
+) -> Tensor:
+    """Bilinearly resize ``(N, H, W)`` masks (bool or float) to ``size = (H', W')`` (``align_corners=False``).
+
+    With ``output_shape = (Ho, Wo)`` the resized masks are then cropped (or zero-padded) at the bottom/right to
+    that shape: masks predicted over a padded network input are resized to the padded canvas at original scale
+    and the original image is kept. The work runs in chunks of masks whose float temporaries fit in
+    ``memory_limit`` bytes (None: one chunk); the result does not depend on the chunking.
+
+    Returns:
+        ``(N, H', W')`` (or ``(N, Ho, Wo)``) bool masks ``> threshold`` or, with ``threshold=None``, the float values
+        (the input's float dtype, float32 for bool/integer input).
     """
     if masks.ndim != 3:
         raise ValueError(f"masks must be (N, H, W), got {tuple(masks.shape)}")
-    out_h, out_w = int(size[0]), int(size[1])
-    if masks.shape[0] == 0:
-        dtype = torch.bool if threshold is not None else torch.float32
-        return torch.zeros((0, out_h, out_w), dtype=dtype, device=masks.device)
-    resized = F.interpolate(masks[:, None].float(), size=(out_h, out_w), mode="bilinear", align_corners=False)[:, 0]
-    return resized if threshold is None else resized > threshold
+    rh, rw = int(size[0]), int(size[1])
+    oh, ow = (rh, rw) if output_shape is None else (int(output_shape[0]), int(output_shape[1]))
+    n = masks.shape[0]
+    fdtype = masks.dtype if masks.is_floating_point() else torch.float32
+    out = torch.zeros((n, oh, ow), dtype=torch.bool if threshold is not None else fdtype, device=masks.device)
+    if n == 0:
+        return out
+    kh, kw = min(oh, rh), min(ow, rw)
+    itemsize = torch.empty((), dtype=fdtype).element_size()
+    chunk = _chunk_size(n, rh * rw * itemsize + kh * kw, memory_limit, "resize_masks")
+    for start in range(0, n, chunk):
+        # (k, 1, H, W): one image per mask. The CPU kernel gives bit-identical masks whatever the batch size in this
+        # layout, while masks as channels of one image, (1, k, H, W), change by an ulp with k (vectorised channels)
+        src = masks[start : start + chunk].to(fdtype)[:, None]
+        resized = F.interpolate(src, size=(rh, rw), mode="bilinear", align_corners=False)[:, 0, :kh, :kw]
+        out[start : start + chunk, :kh, :kw] = resized if threshold is None else resized > threshold
+    return out
 
 
 def paste_masks_in_boxes(
@@ -196,19 +236,21 @@ def paste_masks_in_boxes(
     boxes: Tensor,
     image_shape: Sequence[int],
     threshold: float | None = 0.5,
-    chunk: int = 32,
+    *,
+    memory_limit: int | None = DEFAULT_MEMORY_LIMIT,
 ) -> Tensor:
-    """Paste box-relative masks into full images.
+    """Paste box-relative masks into full images (box-cropped masks -> full image, Mask R-CNN style).
 
     Args:
-        masks: ``(N, M, M)`` (or ``(N, Mh, Mw)``) float probabilities covering each box (Mask R-CNN style).
+        masks: ``(N, M, M)`` (or ``(N, Mh, Mw)``) float probabilities covering each box.
         boxes: ``(N, 4)`` xyxy boxes in image pixels.
         image_shape: ``(H, W)`` of the output.
         threshold: binarisation threshold, or None to return float values.
-        chunk: boxes processed at once (bounds memory to ``chunk * H * W`` floats).
+        memory_limit: bytes of temporaries per chunk of boxes (sampling grid and values, 12 bytes per output
+            pixel per box); None pastes all boxes at once. The result does not depend on it.
 
     Returns:
-        ``(N, H, W)`` bool (or float) masks. Pixel centres ``(x + 0.5, y + 0.5)`` are sampled bilinearly
+        ``(N, H, W)`` bool (or float32) masks. Pixel centres ``(x + 0.5, y + 0.5)`` are sampled bilinearly
         (``align_corners=False``) with zero padding, so values fade to 0 within one mask cell of the box edge.
     """
     if masks.ndim != 3 or boxes.ndim != 2 or masks.shape[0] != boxes.shape[0]:
@@ -217,19 +259,19 @@ def paste_masks_in_boxes(
         )
     h, w = int(image_shape[0]), int(image_shape[1])
     n = masks.shape[0]
-    out = torch.zeros((n, h, w), dtype=torch.float32, device=masks.device)
+    out = torch.zeros((n, h, w), dtype=torch.float32 if threshold is None else torch.bool, device=masks.device)
     xs = torch.arange(w, device=masks.device, dtype=torch.float32) + 0.5
     ys = torch.arange(h, device=masks.device, dtype=torch.float32) + 0.5
+    chunk = _chunk_size(n, 12 * h * w, memory_limit, "paste_masks_in_boxes")
     for start in range(0, n, chunk):
         b = boxes[start : start + chunk].float()
         m = masks[start : start + chunk].float()[:, None]
         bw = (b[:, 2] - b[:, 0]).clamp(min=1e-6)
         bh = (b[:, 3] - b[:, 1]).clamp(min=1e-6)
-        gx = (xs[None] - b[:, 0:1]) / bw[:, None] * 2 - 1  # (n, W)
-        gy = (ys[None] - b[:, 1:2]) / bh[:, None] * 2 - 1  # (n, H)
+        gx = (xs[None] - b[:, 0:1]) / bw[:, None] * 2 - 1  # (k, W)
+        gy = (ys[None] - b[:, 1:2]) / bh[:, None] * 2 - 1  # (k, H)
         k = b.shape[0]
         grid = torch.stack([gx[:, None, :].expand(k, h, w), gy[:, :, None].expand(k, h, w)], dim=3)
-        out[start : start + chunk] = F.grid_sample(m, grid, mode="bilinear", padding_mode="zeros", align_corners=False)[
-            :, 0
-        ]
-    return out if threshold is None else out > threshold
+        pasted = F.grid_sample(m, grid, mode="bilinear", padding_mode="zeros", align_corners=False)[:, 0]
+        out[start : start + chunk] = pasted if threshold is None else pasted > threshold
+    return out

@@ -98,7 +98,7 @@ def test_predict_mode_returns_samples_in_original_coordinates():
 
 def test_constructor_validation():
     with pytest.raises(ValueError, match="nms must be"):
-        Yolact(backbone="resnet50", nms="soft")
+        Yolact(backbone="resnet50", nms="greedy")
     with pytest.raises(ValueError, match="unknown backbone"):
         Yolact(backbone="vgg16")
     with pytest.raises(TypeError, match="YolactLoss-like"):

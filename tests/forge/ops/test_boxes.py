@@ -68,3 +68,75 @@ def test_clip_scale_flip():
 def test_bad_shape_is_named():
     with pytest.raises(ValueError, match=r"\(N, 4\)"):
         box_area(torch.zeros(3, 5))
+
+
+# Degenerate boxes. torchvision.ops.box_iou gives NaN where the union is empty (two zero-area boxes); ours gives 0,
+# the value torchvision.ops.nms effectively uses (a NaN IoU never exceeds the threshold, so nothing is suppressed).
+DEGENERATE = {
+    "zero_area": [[5.0, 5, 5, 5], [5, 5, 5, 5], [20, 20, 20, 20], [0, 0, 10, 10]],
+    "zero_width": [[3.0, 0, 3, 10], [3, 2, 3, 12], [3, 0, 3, 10], [0, 0, 10, 10]],
+    "zero_height": [[0.0, 4, 10, 4], [2, 4, 8, 4], [0, 0, 10, 10]],
+    "identical": [[0.0, 0, 10, 10], [0, 0, 10, 10], [0, 0, 10, 10], [50, 50, 60, 60], [50, 50, 60, 60]],
+    "far_apart": [[0.0, 0, 1, 1], [100, 100, 101, 101], [1000, 1000, 1010, 1010], [-50, -50, -40, -40]],
+    "touching": [[0.0, 0, 10, 10], [10, 0, 20, 10], [0, 10, 10, 20]],
+}
+
+
+def slow_iou(a, b):
+    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = iw * ih
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def slow_ioa(a, b):
+    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    area = (a[2] - a[0]) * (a[3] - a[1])
+    return iw * ih / area if area > 0 else 0.0
+
+
+@pytest.mark.parametrize("case", sorted(DEGENERATE))
+def test_iou_on_degenerate_boxes_matches_torchvision_without_nan(case):
+    b = torch.tensor(DEGENERATE[case])
+    ours = box_iou(b, b)
+    ref = torchvision.ops.box_iou(b, b)
+    assert not ours.isnan().any()
+    empty_union = (torchvision.ops.box_area(b)[:, None] + torchvision.ops.box_area(b)[None, :]) == 0
+    assert torch.equal(ref.isnan(), empty_union)  # torchvision: NaN exactly where the union is empty
+    torch.testing.assert_close(ours, ref.nan_to_num(0.0))
+    torch.testing.assert_close(ours, torch.tensor([[slow_iou(x, y) for y in b.tolist()] for x in b.tolist()]))
+    # batched: one call over stacked sets equals the calls one by one
+    torch.testing.assert_close(box_iou(torch.stack([b, b.flip(0)]), torch.stack([b, b]))[1], box_iou(b.flip(0), b))
+
+
+@pytest.mark.parametrize("case", sorted(DEGENERATE))
+def test_ioa_on_degenerate_boxes_matches_formula(case):
+    b = torch.tensor(DEGENERATE[case])
+    other = torch.tensor([[0.0, 0, 6, 6], [4, 4, 4, 4], [-100, -100, 2000, 2000]])
+    for x, y in ((b, other), (other, b), (b, b)):
+        ours = box_ioa(x, y)
+        assert not ours.isnan().any()
+        torch.testing.assert_close(ours, torch.tensor([[slow_ioa(p, q) for q in y.tolist()] for p in x.tolist()]))
+
+
+def test_iou_of_random_boxes_is_torchvisions_bit_for_bit_and_integer_boxes_work():
+    a, b = _random_boxes(50, 3), _random_boxes(70, 4)
+    assert torch.equal(box_iou(a, b), torchvision.ops.box_iou(a, b))
+    ints = torch.tensor([[0, 0, 10, 10], [5, 5, 15, 15]])
+    torch.testing.assert_close(box_iou(ints, ints), torchvision.ops.box_iou(ints.float(), ints.float()))
+
+
+def test_conversions_flip_clip_are_batched():
+    b = torch.stack([_random_boxes(5, 5), _random_boxes(5, 6)])  # (2, 5, 4)
+    torch.testing.assert_close(box_xyxy_to_cxcywh(b)[1], box_xyxy_to_cxcywh(b[1]))
+    torch.testing.assert_close(box_cxcywh_to_xyxy(box_xyxy_to_cxcywh(b)), b)
+    assert flip_boxes(b, 120).shape == (2, 5, 4)
+    torch.testing.assert_close(flip_boxes(flip_boxes(b, 120), 120), b)
+    torch.testing.assert_close(flip_boxes(b, 120)[0], flip_boxes(b[0], 120))
+    assert box_area(b).shape == (2, 5)
+    clipped = clip_boxes(b, (40, 60))
+    assert float(clipped[..., 0::2].max()) <= 60 and float(clipped[..., 1::2].max()) <= 40 and clipped.min() >= 0
+    # a box ending at the right edge starts at 0 once flipped (exclusive x2)
+    assert flip_boxes(torch.tensor([[90.0, 0, 100, 5]]), 100).tolist() == [[0.0, 0.0, 10.0, 5.0]]

@@ -2,6 +2,7 @@ import numpy as np
 import pycocotools.mask as coco_mask
 import pytest
 import torch
+import torch.nn.functional as F
 
 from forge.ops.masks import (
     as_rles,
@@ -112,3 +113,44 @@ def test_resize_and_paste():
     assert soft.dtype == torch.float32 and soft[0, 1:3, 1:3].min() == 1.0
     # border pixels blend with the zero padding (bilinear, align_corners=False); far pixels are 0
     assert 0.5 < soft[0, 0, 0] < 1.0 and soft[0, 5, 5] == 0.0
+
+
+def _soft_masks(n=7, h=9, w=11, seed=0):
+    return torch.rand((n, h, w), generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("output_shape", [None, (30, 20), (41, 37)])  # none, crop, pad (bottom/right)
+@pytest.mark.parametrize("threshold", [0.5, None])
+def test_resize_masks_in_chunks_equals_one_call(output_shape, threshold):
+    masks = _soft_masks(n=13)
+    size = (37, 91)  # a size where (1, N, H, W) "masks as channels" results would depend on N by an ulp
+    ref = torch.cat([F.interpolate(m[None, None], size, mode="bilinear", align_corners=False)[0] for m in masks])
+    if output_shape is not None:
+        oh, ow = output_shape
+        ref = F.pad(ref[:, :oh, :ow], (0, max(0, ow - size[1]), 0, max(0, oh - size[0])))
+    if threshold is not None:
+        ref = ref > threshold
+    per_mask = 37 * 91 * 4
+    for limit in (None, 1, per_mask, 3 * per_mask + 5, 10**9):  # one chunk, 1 mask, 1 mask, 3 masks, one chunk
+        out = resize_masks(masks, size, threshold, output_shape=output_shape, memory_limit=limit)
+        assert out.dtype == ref.dtype and torch.equal(out, ref), limit
+
+
+def test_resize_masks_keeps_float_dtype_and_rejects_bad_limits():
+    half = _soft_masks().to(torch.bfloat16)
+    assert resize_masks(half, (5, 5), None).dtype == torch.bfloat16
+    assert resize_masks(half > 0.5, (5, 5), None).dtype == torch.float32
+    with pytest.raises(ValueError, match="memory_limit must be a positive number of bytes"):
+        resize_masks(half, (5, 5), memory_limit=0)
+    assert resize_masks(torch.zeros((0, 4, 4)), (8, 8), output_shape=(3, 2)).shape == (0, 3, 2)
+
+
+@pytest.mark.parametrize("threshold", [0.5, None])
+def test_paste_masks_in_chunks_equals_one_call(threshold):
+    masks = _soft_masks(n=9, h=7, w=7, seed=1)
+    g = torch.Generator().manual_seed(2)
+    xy = torch.rand((9, 2), generator=g) * 30
+    boxes = torch.cat([xy, xy + torch.rand((9, 2), generator=g) * 20 + 1], 1)
+    whole = paste_masks_in_boxes(masks, boxes, (40, 45), threshold, memory_limit=None)
+    for limit in (1, 12 * 40 * 45 * 2):  # one box per chunk, two boxes per chunk
+        assert torch.equal(paste_masks_in_boxes(masks, boxes, (40, 45), threshold, memory_limit=limit), whole)
