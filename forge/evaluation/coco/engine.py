@@ -156,18 +156,24 @@ def evaluate_coco(
     if len(max_dets) != 3:
         raise ValueError(f"max_dets must have 3 values (pycocotools' summary layout), got {list(max_dets)}")
     with gc_paused(), Progress(total=4, desc=f"coco {iou_type}", unit="step") as bar:
-        bar.stage("reading")
-        coco = load_gt(gt)
-        dets, src = load_results(results)
-        check_results(dets, coco, iou_type, src)
-        check_ids(coco, img_ids, cat_ids)
-        ev = run_engine(coco.dataset, dets, iou_type, img_ids, max_dets, cat_ids=cat_ids, bar=bar)
-        stats = coco_summary(ev.eval["precision"], ev.eval["recall"], ev.params.iouThrs)
-        out: dict[str, Any] = dict(zip(COCO_SUMMARY_NAMES, stats))
-        out["stats"] = stats
-        out["num_images"] = len(ev.params.imgIds)
-        out["num_detections"] = len(dets)
-        if classwise:
-            names = {c: cat["name"] for c, cat in coco.cats.items()}
-            out["per_class"] = per_class(ev.eval["precision"], ev.params.iouThrs, ev.params.catIds, names)
+        # the helper's locals (millions of small objects) are freed before the collector is re-enabled, so that
+        # re-enabling it does not scan them all once
+        return _evaluate_coco(gt, results, iou_type, img_ids, classwise, max_dets, cat_ids, bar)
+
+
+def _evaluate_coco(gt, results, iou_type: str, img_ids, classwise: bool, max_dets, cat_ids, bar: Progress) -> dict:
+    bar.stage("reading")
+    coco = load_gt(gt)
+    dets, src = load_results(results)
+    check_results(dets, coco, iou_type, src)
+    check_ids(coco, img_ids, cat_ids)
+    ev = run_engine(coco.dataset, dets, iou_type, img_ids, max_dets, cat_ids=cat_ids, bar=bar)
+    stats = coco_summary(ev.eval["precision"], ev.eval["recall"], ev.params.iouThrs)
+    out: dict[str, Any] = dict(zip(COCO_SUMMARY_NAMES, stats))
+    out["stats"] = stats
+    out["num_images"] = len(ev.params.imgIds)
+    out["num_detections"] = len(dets)
+    if classwise:
+        names = {c: cat["name"] for c, cat in coco.cats.items()}
+        out["per_class"] = per_class(ev.eval["precision"], ev.params.iouThrs, ev.params.catIds, names)
     return out

@@ -20,7 +20,7 @@ import numpy as np
 
 from forge.progress import progress
 
-__all__ = ["EngineMismatchError", "ONE_MINUS_EPS", "PairMatcher", "match_pycocotools_precision"]
+__all__ = ["EngineMismatchError", "ONE_MINUS_EPS", "PairData", "PairMatcher", "match_pycocotools_precision"]
 
 ONE_MINUS_EPS = 1.0 / (1.0 + np.spacing(1))  # pycocotools' precision of "1 TP out of 1"
 FORCE_WALK = False  # tests set this to check the re-matching path on every cell
@@ -57,6 +57,23 @@ def check_precision_layout(precision: Any, params: Any) -> np.ndarray:
     return precision
 
 
+class PairData:
+    """The arrays of one (image, category) pair that :class:`PairMatcher` needs, shared by its area ranges.
+
+    Args:
+        ious: ``(D, G)`` IoUs, detections sorted by decreasing score (stable), gts in file order.
+        gts, dts: the annotation dicts in the same orders (``iscrowd``, ``area``, ``id``; ``area``).
+    """
+
+    def __init__(self, ious: np.ndarray, gts: list[dict], dts: list[dict]) -> None:
+        self.num_g, self.num_d = len(gts), len(dts)
+        self.crowd = np.array([bool(g.get("iscrowd", 0)) for g in gts], dtype=bool)
+        self.g_area = np.array([g["area"] for g in gts], dtype=np.float64)
+        self.g_ids = np.array([g["id"] for g in gts], dtype=np.int64)
+        self.d_area = np.array([d["area"] for d in dts], dtype=np.float64)
+        self.ious = np.asarray(ious, dtype=np.float64).reshape(self.num_d, self.num_g)
+
+
 class PairMatcher:
     """COCO greedy matching of one (image, category) pair in one area range, all IoU thresholds at once.
 
@@ -64,31 +81,25 @@ class PairMatcher:
     the precision fix needs just the first few detections of a category.
 
     Args:
-        ious: ``(D, G)`` IoUs, detections sorted by decreasing score (stable), gts in file order.
-        gts, dts: the annotation dicts in the same orders.
+        pair: the pair's IoUs, areas, crowd flags and ids.
         area_rng: ``[lo, hi]`` area bucket; objects outside it are ignored.
         thrs: ``(T,)`` IoU thresholds.
         not_exhaustive: LVIS: unmatched detections of this category are ignored in this image.
     """
 
-    def __init__(
-        self, ious: np.ndarray, gts: list[dict], dts: list[dict], area_rng, thrs: np.ndarray, not_exhaustive: bool
-    ) -> None:
-        num_g = len(gts)
-        crowd = np.array([bool(g.get("iscrowd", 0)) for g in gts], dtype=bool)
-        g_area = np.array([g["area"] for g in gts], dtype=np.float64)
-        g_ign = crowd | (g_area < area_rng[0]) | (g_area > area_rng[1])
+    def __init__(self, pair: PairData, area_rng, thrs: np.ndarray, not_exhaustive: bool) -> None:
+        num_g = pair.num_g
+        g_ign = pair.crowd | (pair.g_area < area_rng[0]) | (pair.g_area > area_rng[1])
         order = np.argsort(g_ign, kind="mergesort")  # regular gts first, as in COCO
-        self.crowd, self.g_ign = crowd[order], g_ign[order]
-        self.g_ids = np.array([gts[j]["id"] for j in order], dtype=np.int64)
+        self.crowd, self.g_ign = pair.crowd[order], g_ign[order]
+        self.g_ids = pair.g_ids[order]
         self.n_reg = int((~self.g_ign).sum())
         self.num_g = num_g
-        self.ious = np.asarray(ious, dtype=np.float64).reshape(len(dts), num_g)[:, order] if num_g else None
+        self.ious = pair.ious[:, order] if num_g else None
         self.thr = np.minimum(thrs, 1 - 1e-10)[:, None]
         self.taken = np.zeros((len(thrs), num_g), dtype=bool)
         self.rows = np.arange(len(thrs))
-        d_area = np.array([d["area"] for d in dts], dtype=np.float64)
-        self.d_out = (d_area < area_rng[0]) | (d_area > area_rng[1]) | not_exhaustive
+        self.d_out = (pair.d_area < area_rng[0]) | (pair.d_area > area_rng[1]) | not_exhaustive
         self.done: list[tuple[np.ndarray, np.ndarray]] = []
 
     def _next(self) -> tuple[np.ndarray, np.ndarray]:
@@ -197,7 +208,6 @@ class _Walk:
         self.img_ids = list(params.imgIds)
         self.images, self.iou_type, self.lvis, self.img_index = images, iou_type, lvis, img_index
         self.gts, self.dt_anns = gts, dt_anns
-        self._ious: dict[tuple[int, int], np.ndarray] = {}
 
     def _geometry(self, ann: dict) -> Any:
         if self.iou_type == "bbox":
@@ -205,20 +215,16 @@ class _Walk:
         img = self.images[ann["image_id"]]
         return _rle(ann["segmentation"], int(img["width"]), int(img["height"]))
 
-    def ious(self, i: int, cat: int, dts: list[dict], gts: list[dict]) -> np.ndarray:
-        """``(D, G)`` IoUs of image ``i``'s sorted, truncated detections of ``cat`` with its gts (file order)."""
-        key = (i, cat)
-        if key not in self._ious:
-            from faster_coco_eval.core import mask as mask_api
+    def ious(self, dts: list[dict], gts: list[dict]) -> np.ndarray:
+        """``(D, G)`` IoUs of one pair's sorted, truncated detections with its gts (file order)."""
+        from faster_coco_eval.core import mask as mask_api
 
-            if not dts or not gts:
-                self._ious[key] = np.zeros((len(dts), len(gts)))
-            else:
-                crowd = [int(g.get("iscrowd", 0)) for g in gts]
-                d = [self._geometry(a) for a in dts]
-                g = [self._geometry(a) for a in gts]
-                self._ious[key] = np.asarray(mask_api.iou(d, g, crowd), dtype=np.float64).reshape(len(dts), len(gts))
-        return self._ious[key]
+        if not dts or not gts:
+            return np.zeros((len(dts), len(gts)))
+        crowd = [int(g.get("iscrowd", 0)) for g in gts]
+        d = [self._geometry(a) for a in dts]
+        g = [self._geometry(a) for a in gts]
+        return np.asarray(mask_api.iou(d, g, crowd), dtype=np.float64).reshape(len(dts), len(gts))
 
     def first_tp_only(self, unsure: np.ndarray, cat_ids: list) -> np.ndarray:
         """For the ``unsure`` cells ``(T, K, A, M)``: is the first counted detection a TP and the second one not?"""
@@ -254,7 +260,7 @@ class _Walk:
             first_tp = np.zeros((num_t, num_a, num_m), dtype=bool)
             second_tp = np.zeros((num_t, num_a, num_m), dtype=bool)
             matchers: dict[tuple[int, int], PairMatcher] = {}
-            per_img: dict[int, list[dict]] = {}
+            pairs: dict[int, PairData] = {}
             for g in glob:
                 open_cells = need & (found < 2)
                 if not open_cells.any():
@@ -264,12 +270,13 @@ class _Walk:
                 for a in np.nonzero(open_cells.any(axis=(0, 2)))[0]:
                     key = (i, int(a))
                     if key not in matchers:
-                        if i not in per_img:
-                            per_img[i] = [dts[j] for j in order[img_of == i]]
-                        gts = gt_by_pair.get((i, cat), [])
-                        ious = self.ious(i, cat, per_img[i], gts)
+                        if i not in pairs:
+                            lo, hi = np.searchsorted(img_of, i, "left"), np.searchsorted(img_of, i, "right")
+                            img_dts = [dts[j] for j in order[lo:hi].tolist()]  # img_of is sorted
+                            gts = gt_by_pair.get((i, cat), [])
+                            pairs[i] = PairData(self.ious(img_dts, gts), gts, img_dts)
                         not_exh = self.lvis and cat in self.images[img_ids[i]].get("not_exhaustive_category_ids", ())
-                        matchers[key] = PairMatcher(ious, gts, per_img[i], self.area_rngs[a], self.thrs, not_exh)
+                        matchers[key] = PairMatcher(pairs[i], self.area_rngs[a], self.thrs, not_exh)
                     tp, ign = matchers[key].status(r)
                     counted = (~ign)[:, None] & in_m[None, :]  # (T, M)
                     f = found[:, a]

@@ -35,7 +35,10 @@ class ResultsError(EvalInputError):
 
 
 def load_results(results: str | os.PathLike | Sequence[dict], name: str | None = None) -> tuple[list[dict], str]:
-    """Read COCO-format results (json path or list of dicts); returns ``(list_of_shallow_copies, source_name)``."""
+    """Read COCO-format results (json path or list of dicts); returns ``(list_of_dicts, source_name)``.
+
+    A given list is shallow-copied (its dicts too), so the caller's objects are never modified.
+    """
     if isinstance(results, (str, os.PathLike)):
         src = os.fspath(results)
         try:
@@ -53,8 +56,8 @@ def load_results(results: str | os.PathLike | Sequence[dict], name: str | None =
         src, data = name or "<results>", results
     if not isinstance(data, list):
         raise ResultsError(f"{src}: results must be a JSON list of detections, got {type(data).__name__}")
-    if all(type(r) is dict for r in data):  # the usual case: one C-level pass
-        out = list(map(dict, data))
+    if all(type(r) is dict for r in data):  # the usual case
+        out = data if data is not results else list(map(dict, data))  # dicts parsed here are nobody else's
     else:
         out = []
         for i, r in enumerate(data):

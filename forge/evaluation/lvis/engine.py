@@ -132,31 +132,35 @@ def evaluate_lvis(
     if iou_type not in ("bbox", "segm"):
         raise ValueError(f"iou_type must be 'bbox' or 'segm', got {iou_type!r}")
     with gc_paused(), Progress(total=4, desc=f"lvis {iou_type}", unit="step") as bar:
-        bar.stage("reading")
-        lvis = load_gt(gt, LvisAnnotations)
-        dets, src = load_results(results)
-        check_results(dets, lvis, iou_type, src)
-        check_ids(lvis, img_ids, cat_ids)
-        if max_dets >= 0:
-            dets = limit_per_image(dets, int(max_dets))
-        areas = result_areas(dets)
-        dets = [d for d, a in zip(dets, areas) if 0 < a < np.inf]
-        dataset = dict(lvis.dataset)
-        dataset["annotations"] = [a for a in lvis.dataset["annotations"] if 0 < a["area"] < np.inf]
-        # Federated rule applied here rather than in the engine: faster-coco-eval 1.8 crashes on segm when every
-        # detection of an image is dropped (it never records that image's size). Same result either way, and
-        # the exact-precision fix then sees exactly the detections the engine evaluates.
-        known = {(a["image_id"], a["category_id"]) for a in dataset["annotations"]}
-        known.update((img["id"], c) for img in dataset["images"] for c in img["neg_category_ids"])
-        dets = [d for d in dets if (d["image_id"], d["category_id"]) in known]
-        ev = run_engine(dataset, dets, iou_type, img_ids, [int(max_dets)], lvis=True, cat_ids=cat_ids, bar=bar)
-        prec, rec, params = ev.eval["precision"], ev.eval["recall"], ev.params
-        stats = lvis_summary(prec, rec, params.iouThrs, params.catIds, lvis)
-        out: dict[str, Any] = dict(zip(LVIS_SUMMARY_NAMES, stats))
-        out["stats"] = stats
-        out["num_images"] = len(params.imgIds)
-        out["num_detections"] = len(dets)
-        if classwise:
-            names = {c: cat["name"] for c, cat in lvis.cats.items()}
-            out["per_class"] = per_class(prec, params.iouThrs, params.catIds, names)
+        return _evaluate_lvis(gt, results, iou_type, max_dets, img_ids, classwise, cat_ids, bar)
+
+
+def _evaluate_lvis(gt, results, iou_type: str, max_dets: int, img_ids, classwise: bool, cat_ids, bar: Progress) -> dict:
+    bar.stage("reading")
+    lvis = load_gt(gt, LvisAnnotations)
+    dets, src = load_results(results)
+    check_results(dets, lvis, iou_type, src)
+    check_ids(lvis, img_ids, cat_ids)
+    if max_dets >= 0:
+        dets = limit_per_image(dets, int(max_dets))
+    areas = result_areas(dets)
+    dets = [d for d, a in zip(dets, areas) if 0 < a < np.inf]
+    dataset = dict(lvis.dataset)
+    dataset["annotations"] = [a for a in lvis.dataset["annotations"] if 0 < a["area"] < np.inf]
+    # Federated rule applied here rather than in the engine: faster-coco-eval 1.8 crashes on segm when every
+    # detection of an image is dropped (it never records that image's size). Same result either way, and
+    # the exact-precision fix then sees exactly the detections the engine evaluates.
+    known = {(a["image_id"], a["category_id"]) for a in dataset["annotations"]}
+    known.update((img["id"], c) for img in dataset["images"] for c in img["neg_category_ids"])
+    dets = [d for d in dets if (d["image_id"], d["category_id"]) in known]
+    ev = run_engine(dataset, dets, iou_type, img_ids, [int(max_dets)], lvis=True, cat_ids=cat_ids, bar=bar)
+    prec, rec, params = ev.eval["precision"], ev.eval["recall"], ev.params
+    stats = lvis_summary(prec, rec, params.iouThrs, params.catIds, lvis)
+    out: dict[str, Any] = dict(zip(LVIS_SUMMARY_NAMES, stats))
+    out["stats"] = stats
+    out["num_images"] = len(params.imgIds)
+    out["num_detections"] = len(dets)
+    if classwise:
+        names = {c: cat["name"] for c, cat in lvis.cats.items()}
+        out["per_class"] = per_class(prec, params.iouThrs, params.catIds, names)
     return out
