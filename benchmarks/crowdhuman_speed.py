@@ -1,21 +1,26 @@
-"""CrowdHuman evaluator speed: ours (``forge.evaluation.crowdhuman``) vs CrowdDet's scripts.
+"""CrowdHuman evaluator speed: ``forge-eval crowdhuman`` vs CrowdDet's scripts, each as whole fresh processes.
 
 Generates a synthetic CrowdHuman-like case (crowded people with full/visible/head boxes, ``mask`` and
 ``extra.ignore`` regions, boxes crossing the image border, noisy detections with duplicates and false positives),
-writes it as odgt, then times
+writes it as odgt, then times, process start and file reading included:
 
-* ours: ``evaluate_files(gt, dt, box_type)`` (reading included), AP + MR^-2 + JI (10 score thresholds);
-* CrowdDet (only with ``--crowddet PATH``, a local checkout of Purkialo/CrowdDet): ``compute_APMR.compute_APMR``
-  and ``compute_JI.evaluation_all`` (its own 10-process pool), run unmodified from the checkout, reading included.
+* ours: ``python -m forge.cli.eval crowdhuman --gt GT --dt DT --box-type BOX --json OUT`` (AP + MR^-2 + JI at 10
+  score thresholds; best of ``--repeat``);
+* CrowdDet (``--crowddet PATH`` / ``--official PATH``, a checkout of Purkialo/CrowdDet, e.g. brought with
+  ``git archive`` to /tmp, outside this tree): one process calling ``compute_APMR.compute_APMR`` and one calling
+  ``compute_JI.evaluation_all`` (its own 10-process pool), run unmodified from the checkout (one run each).
 
 CrowdDet's JI reads the ground truth embedded in the detection file (``gtboxes`` with ``box`` and ``tag``) and its
 AP/MR only reads ``fbox`` from the GT; so its inputs are derived in a temporary folder: the detection lines get
 ``gtboxes`` built with CrowdDet's own ``misc_utils.load_gt(record, 'gtboxes', box_type, ['background', 'person'])``,
 and for ``vbox`` the GT lines are copied with ``fbox`` replaced by ``vbox``.
 
+With ``--crowddet`` the table, the machine line and the command are written between the markers of section
+``--section`` (default ``crowdhuman-speed``) of ``--md`` (default ``docs/benchmarks.md``; ``''`` skips it).
+
 Usage::
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/crowdhuman_speed.py [--crowddet /path/to/CrowdDet]
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/crowdhuman_speed.py --images 2000 --crowddet /tmp/crowddet
     # the golden fixture of tests/forge/evaluation/test_crowdhuman.py (see tests/fixtures/crowdhuman/README.md):
     .venv/bin/python benchmarks/crowdhuman_speed.py --images 50 --people 10 --dets 30 --seed 2024 \\
         --write-case tests/fixtures/crowdhuman --crowddet /tmp/crowddet --reference-out ref.json --no-timing
@@ -24,11 +29,9 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import json
 import os
-import platform
+import subprocess
 import sys
 import tempfile
 import time
@@ -40,7 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from forge.evaluation.crowdhuman import evaluate_files  # noqa: E402
+from forge.docsection import machine_line, replace_section  # noqa: E402
 
 # ----------------------------------------------------------------------------------------------------------------
 # synthetic case
@@ -313,15 +316,59 @@ def crowddet_reference(crowddet: Path, gt_c: Path, dt_c: Path) -> dict:
     return out
 
 
-def time_crowddet(crowddet: Path, gt_c: Path, dt_c: Path) -> tuple[float, float, dict]:
-    compute_APMR, compute_JI, _, _ = _import_crowddet(crowddet)
-    t0 = time.perf_counter()
-    ap, mr = compute_APMR.compute_APMR(str(dt_c), str(gt_c), "box", 0)
-    t1 = time.perf_counter()
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        _, ji = compute_JI.evaluation_all(str(dt_c), "box")
-    t2 = time.perf_counter()
-    return t1 - t0, t2 - t1, {"AP": float(ap), "MR-2": float(mr), "JI": float(ji)}
+APMR_SCRIPT = """
+import json, sys
+sys.path.insert(0, "lib")
+from evaluate import compute_APMR
+ap, mr = compute_APMR.compute_APMR(sys.argv[1], sys.argv[2], "box", 0)
+json.dump({"AP": float(ap), "MR-2": float(mr)}, open(sys.argv[3], "w"))
+"""
+
+JI_SCRIPT = """
+import contextlib, io, json, sys
+sys.path.insert(0, "lib")
+from evaluate import compute_JI
+with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+    _, ji = compute_JI.evaluation_all(sys.argv[1], "box")
+json.dump({"JI": float(ji)}, open(sys.argv[2], "w"))
+"""
+
+# bytecode cached outside the tree (as for installed packages), even where PYTHONDONTWRITEBYTECODE is set
+PYCACHE = os.path.join(tempfile.gettempdir(), "paperforge-bench-pycache")
+
+
+def _env() -> dict:
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env["PYTHONPYCACHEPREFIX"] = PYCACHE
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env.pop("CI", None)
+    env.setdefault("OMP_NUM_THREADS", "1")
+    return env
+
+
+def _timed(cmd: list[str], cwd: Path) -> float:
+    tic = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=cwd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    elapsed = time.perf_counter() - tic
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(map(str, cmd[:4]))} ... failed:\n{proc.stderr}")
+    return elapsed
+
+
+def time_ours(gt: Path, dt: Path, box_type: str, out: Path, matching: str) -> tuple[float, dict]:
+    """``forge-eval crowdhuman`` as a fresh process; returns (seconds, its --json figures)."""
+    cmd = [sys.executable, "-m", "forge.cli.eval", "crowdhuman", "--gt", str(gt), "--dt", str(dt)]
+    cmd += ["--box-type", box_type, "--matching", matching, "--json", str(out)]
+    elapsed = _timed(cmd, ROOT)
+    return elapsed, json.loads(out.read_text())
+
+
+def time_crowddet(crowddet: Path, gt_c: Path, dt_c: Path, tmp: Path) -> tuple[float, float, dict]:
+    """CrowdDet's AP/MR and JI, each in its own fresh process from the checkout; returns (s, s, figures)."""
+    out_a, out_j = tmp / "crowddet_apmr.json", tmp / "crowddet_ji.json"
+    t_apmr = _timed([sys.executable, "-c", APMR_SCRIPT, str(dt_c), str(gt_c), str(out_a)], crowddet)
+    t_ji = _timed([sys.executable, "-c", JI_SCRIPT, str(dt_c), str(out_j)], crowddet)
+    return t_apmr, t_ji, {**json.loads(out_a.read_text()), **json.loads(out_j.read_text())}
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -329,19 +376,21 @@ def time_crowddet(crowddet: Path, gt_c: Path, dt_c: Path) -> tuple[float, float,
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--images", type=int, default=4370)
+    ap.add_argument("--images", type=int, default=2000)
     ap.add_argument("--people", type=float, default=23.0, help="mean GT boxes per image")
     ap.add_argument("--dets", type=int, default=100, help="detections per image")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--case", choices=["crowd", "ties"], default="crowd", help="'ties': make_tie_case (fbox only)")
-    ap.add_argument("--crowddet-commit", default="", help="recorded in --reference-out")
+    ap.add_argument("--crowddet-commit", default="", help="recorded in --reference-out and the doc section")
     ap.add_argument("--box-types", nargs="+", default=["fbox", "vbox"])
-    ap.add_argument("--crowddet", type=Path, default=None, help="local checkout of Purkialo/CrowdDet")
+    ap.add_argument("--crowddet", "--official", type=Path, default=None, help="checkout of Purkialo/CrowdDet")
     ap.add_argument("--write-case", type=Path, default=None, help="keep the generated odgt files in this folder")
     ap.add_argument("--reference-out", type=Path, default=None, help="write CrowdDet's full-precision numbers here")
     ap.add_argument("--no-timing", action="store_true", help="only write the case / reference numbers")
-    ap.add_argument("--repeat", type=int, default=1, help="runs of ours (best is reported)")
+    ap.add_argument("--repeat", type=int, default=3, help="runs of ours (best is reported)")
     ap.add_argument("--matching", default="blossom", choices=["blossom", "hungarian"], help="our JI matching option")
+    ap.add_argument("--md", default=str(ROOT / "docs" / "benchmarks.md"), help="doc to update ('' to skip)")
+    ap.add_argument("--section", default="crowdhuman-speed", help="marker name of the doc section")
     args = ap.parse_args(argv)
 
     t0 = time.perf_counter()
@@ -351,16 +400,19 @@ def main(argv=None) -> None:
         gt_lines, dt_lines = make_case(args.images, args.seed, args.people, args.dets)
     dt_lines = {k: v for k, v in dt_lines.items() if k in args.box_types}
     gen_s = time.perf_counter() - t0
+    n_gt = sum(len(r["gtboxes"]) for r in gt_lines)
+    n_dt = sum(len(r["dtboxes"]) for r in next(iter(dt_lines.values())))
+    case_line = (
+        f"{args.images} images, {n_gt:,} GT boxes, {n_dt:,} detections per box type "
+        f"(`make_case` seed {args.seed}, {args.people:g} people and {args.dets} detections per image)"
+    )
+    print(f"case: {case_line} (generated in {gen_s:.1f} s)")
+    refs, rows = {}, []
     with tempfile.TemporaryDirectory() as tmpname:
         tmp = Path(tmpname)
         paths = write_case(args.write_case or tmp, gt_lines, dt_lines)
-        n_gt = sum(len(r["gtboxes"]) for r in gt_lines)
-        n_dt = sum(len(r["dtboxes"]) for r in next(iter(dt_lines.values())))
-        print(
-            f"case: {args.images} images, {n_gt} GT boxes, {n_dt} detections per box type (generated in {gen_s:.1f} s)"
-        )
-        refs = {}
-        rows = []
+        if not args.no_timing:
+            _timed([sys.executable, "-c", "import forge.cli.eval, forge.evaluation.crowdhuman.api"], ROOT)  # warm-up
         for key in [k for k in args.box_types if k in dt_lines]:
             if args.crowddet is not None:
                 gt_c, dt_c = crowddet_inputs(args.crowddet, paths["gt"], paths[key], key, tmp)
@@ -368,14 +420,13 @@ def main(argv=None) -> None:
                     refs[key] = crowddet_reference(args.crowddet, gt_c, dt_c)
             if args.no_timing:
                 continue
-            best = float("inf")
+            best, ours = float("inf"), {}
             for _ in range(args.repeat):
-                t = time.perf_counter()
-                ours = evaluate_files(paths["gt"], paths[key], key, matching=args.matching)
-                best = min(best, time.perf_counter() - t)
+                t, ours = time_ours(paths["gt"], paths[key], key, tmp / "ours.json", args.matching)
+                best = min(best, t)
             row = {"box_type": key, "ours_s": best, "ours": {k: ours[k] for k in ("AP", "MR-2", "JI", "recall")}}
             if args.crowddet is not None:
-                t_apmr, t_ji, theirs = time_crowddet(args.crowddet, gt_c, dt_c)
+                t_apmr, t_ji, theirs = time_crowddet(args.crowddet.resolve(), gt_c.resolve(), dt_c.resolve(), tmp)
                 row.update(crowddet_apmr_s=t_apmr, crowddet_ji_s=t_ji, crowddet=theirs)
             rows.append(row)
         if args.reference_out is not None:
@@ -384,29 +435,43 @@ def main(argv=None) -> None:
             print(f"wrote {args.reference_out}")
     if not rows:
         return
-    print(f"\nours: evaluate_files(..., matching={args.matching!r}), reading included, best of {args.repeat}")
-    print(
-        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '-')}, python {platform.python_version()}"
-    )
-    print(
-        "| box | ours (s) | CrowdDet APMR (s) | CrowdDet JI (s) | CrowdDet total (s) | speed-up | AP / MR-2 / JI ours "
-        "| AP / MR-2 / JI CrowdDet |"
-    )
-    print("|---|---:|---:|---:|---:|---:|---|---|")
+    lines = [
+        "| box | `forge-eval crowdhuman` (s) | CrowdDet APMR (s) | CrowdDet JI (s) | CrowdDet total (s) | speed-up "
+        "| AP / MR-2 / JI ours | AP / MR-2 / JI CrowdDet |",
+        "|---|---:|---:|---:|---:|---:|---|---|",
+    ]
     for r in rows:
         o = r["ours"]
         ours_nums = f"{o['AP']:.4f} / {o['MR-2']:.4f} / {o['JI']:.4f}"
         if "crowddet" in r:
             c = r["crowddet"]
             tot = r["crowddet_apmr_s"] + r["crowddet_ji_s"]
-            print(
+            lines.append(
                 f"| {r['box_type']} | {r['ours_s']:.2f} | {r['crowddet_apmr_s']:.1f} | {r['crowddet_ji_s']:.1f} | "
                 f"{tot:.1f} | {tot / r['ours_s']:.0f}x | {ours_nums} | "
                 f"{c['AP']:.4f} / {c['MR-2']:.4f} / {c['JI']:.4f} |"
             )
         else:
-            print(f"| {r['box_type']} | {r['ours_s']:.2f} | - | - | - | - | {ours_nums} | - |")
+            lines.append(f"| {r['box_type']} | {r['ours_s']:.2f} | - | - | - | - | {ours_nums} | - |")
+    commit = f" `{args.crowddet_commit}`" if args.crowddet_commit else ""
+    command = "OMP_NUM_THREADS=1 .venv/bin/python benchmarks/crowdhuman_speed.py " + " ".join(argv or sys.argv[1:])
+    body = "\n".join(
+        [
+            f"Machine: {machine_line()}, `OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '-')}`.",
+            "",
+            f"Case: {case_line}. Whole fresh processes, reading included: ours best of {args.repeat} "
+            f"(`--matching {args.matching}`); CrowdDet{commit} one run of each script (its JI: a pool of 10 "
+            "processes).",
+            "",
+            f"Command: `{command.strip()}`",
+            "",
+            *lines,
+        ]
+    )
+    print("\n" + body)
+    if args.md and args.crowddet is not None:
+        replace_section(args.md, args.section, body)
+        print(f"\nwrote section {args.section!r} of {args.md}")
 
 
 if __name__ == "__main__":
