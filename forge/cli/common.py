@@ -16,10 +16,40 @@ if not OmegaConf.has_resolver("forge.dirname"):
         "forge.dirname", lambda p: None if p in (None, "", "None", "null") else os.path.dirname(os.path.abspath(p))
     )
 
-# forge/configs, shipped inside the package; FORGE_CONFIG_DIR overrides it
-CONFIG_DIR = os.environ.get(
-    "FORGE_CONFIG_DIR", os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
-)
+# forge/configs, shipped inside the installed package (a wheel carries it as package data)
+CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+# users' own config folders, searched after ours (their experiments may use our groups as defaults)
+USER_CONFIG_ENV = "FORGE_CONFIG_DIR"
+
+
+def user_config_dirs(argv: list[str]) -> list[str]:
+    """Extra config folders: ``FORGE_CONFIG_DIR`` (``os.pathsep``-separated) and Hydra's ``--config-dir/-cd``."""
+    dirs = [d for d in os.environ.get(USER_CONFIG_ENV, "").split(os.pathsep) if d]
+    for i, arg in enumerate(argv):
+        if arg in ("--config-dir", "-cd") and i + 1 < len(argv):
+            dirs.append(argv[i + 1])
+        elif arg.startswith("--config-dir="):
+            dirs.append(arg.split("=", 1)[1])
+    for d in dirs:
+        if not os.path.isdir(d):
+            source = USER_CONFIG_ENV if d in os.environ.get(USER_CONFIG_ENV, "").split(os.pathsep) else "--config-dir"
+            raise ValueError(f"{source}: config folder {d!r} does not exist")
+    return [os.path.abspath(d) for d in dirs]
+
+
+def with_user_config_dirs(argv: list[str]) -> list[str]:
+    """``argv`` with ``FORGE_CONFIG_DIR``'s folders added to Hydra's search path (``hydra.searchpath``), after ours.
+
+    ``--config-dir`` needs nothing: Hydra adds it itself. A ``hydra.searchpath=`` given by the user wins.
+    """
+    env = [os.path.abspath(d) for d in os.environ.get(USER_CONFIG_ENV, "").split(os.pathsep) if d]
+    if not env or any(a.lstrip("+").startswith("hydra.searchpath=") for a in argv):
+        return argv
+    return argv + ["hydra.searchpath=[" + ",".join(f"file://{d}" for d in env) + "]"]
+
+
+def _config_roots(argv: list[str]) -> list[str]:
+    return [CONFIG_DIR] + user_config_dirs(argv)
 
 
 def resolve_work_dir(cfg: DictConfig) -> str:
@@ -39,14 +69,15 @@ def report_and_exit(err: Exception, code: int = 2) -> None:
     sys.exit(code)
 
 
-def group_choices(group: str) -> list[str]:
-    """Options of a config group: ``configs/<group>/**/*.yaml`` as ``a/b`` names, sorted."""
-    base = os.path.join(CONFIG_DIR, group)
-    out = []
-    for root, _, files in os.walk(base):
-        for name in files:
-            if name.endswith(".yaml"):
-                out.append(os.path.relpath(os.path.join(root, name), base)[: -len(".yaml")])
+def group_choices(group: str, roots: list[str] | None = None) -> list[str]:
+    """Options of a config group in every config folder (``<root>/<group>/**/*.yaml`` as ``a/b`` names), sorted."""
+    out = set()
+    for root_dir in roots or [CONFIG_DIR]:
+        base = os.path.join(root_dir, group)
+        for root, _, files in os.walk(base):
+            for name in files:
+                if name.endswith(".yaml"):
+                    out.add(os.path.relpath(os.path.join(root, name), base)[: -len(".yaml")])
     return sorted(out)
 
 
@@ -54,9 +85,14 @@ def check_group_overrides(argv: list[str]) -> None:
     """Exit with a clear message when a ``group=option`` override names an option that does not exist.
 
     Hydra lists the valid options only for top-level names; nested ones (``model=dynvit/vit_huge``) and experiments
-    get just "Could not find", so the check is done here, before Hydra runs.
+    get just "Could not find", so the check is done here, before Hydra runs. The packaged configs and the user's
+    folders (``FORGE_CONFIG_DIR``, ``--config-dir``) are both searched.
     """
-    groups = {d for d in os.listdir(CONFIG_DIR) if os.path.isdir(os.path.join(CONFIG_DIR, d)) and d != "hydra"}
+    try:
+        roots = _config_roots(argv)
+    except ValueError as err:
+        report_and_exit(err)
+    groups = {d for r in roots for d in os.listdir(r) if os.path.isdir(os.path.join(r, d)) and d != "hydra"}
     for arg in argv:
         if arg.startswith("-") or "=" not in arg:
             continue
@@ -64,7 +100,7 @@ def check_group_overrides(argv: list[str]) -> None:
         key = key.lstrip("+~").split("@", 1)[0]
         if key not in groups or value in ("", "null"):
             continue
-        choices = group_choices(key)
+        choices = group_choices(key, roots)
         for option in value.split(","):
             if option.startswith(("choice(", "range(", "glob(")):
                 break

@@ -18,7 +18,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from ..config import ConfigError, load_config, validate
-from .common import CONFIG_DIR, check_group_overrides, report_and_exit, resolve_work_dir
+from .common import CONFIG_DIR, check_group_overrides, report_and_exit, resolve_work_dir, with_user_config_dirs
 
 # keys taken from the command line rather than the saved config
 _FROM_COMMAND_LINE = ("checkpoint", "config", "work_dir", "launcher", "resume", "load_from")
@@ -120,6 +120,7 @@ def _main(cfg: DictConfig) -> None:
 
 
 def main() -> None:
+    sys.argv[1:] = with_user_config_dirs(sys.argv[1:])
     check_group_overrides(sys.argv[1:])
     sys.exit(_main())
 

@@ -19,7 +19,7 @@ import hydra
 from omegaconf import DictConfig
 
 from ..config import ConfigError, save_config, validate
-from .common import CONFIG_DIR, check_group_overrides, report_and_exit, resolve_work_dir
+from .common import CONFIG_DIR, check_group_overrides, report_and_exit, resolve_work_dir, with_user_config_dirs
 
 # what a run leaves in its folder (Hydra's own .hydra/ and <job>.log of this launch are not counted)
 _RUN_FILES = ("config.yaml", "last_checkpoint", "checkpoints.json", "metrics.json", "test_metrics.json")
@@ -143,6 +143,7 @@ def _main(cfg: DictConfig) -> float | None:
 
 
 def main() -> None:
+    sys.argv[1:] = with_user_config_dirs(sys.argv[1:])
     check_group_overrides(sys.argv[1:])
     sys.exit(_main())
 
