@@ -21,7 +21,7 @@ import torch
 
 from forge.ops.nms import cc_fast_nms, fast_nms, standard_nms
 from forge.precision import native_bf16
-from yolact.configs import build_official
+from yolact.convert import build_official
 
 
 def sync(device: str) -> None:

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from .dcn import ModulatedDeformConv2d
+from .keymaps import map_darknet_key
 
 RESNET_DEPTHS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
 
@@ -243,8 +244,6 @@ class DarkNetBackbone(nn.Module):
 
     def load_imagenet(self, path: str) -> list[str]:
         """Load the official ``darknet53.pth`` (its layout: ``_preconv.*``, ``layers.i.*``) or one of ours."""
-        from .convert import map_darknet_key
-
         state = {k: v for k, v in _read_state_dict(path).items() if not k.startswith(("fc.", "classifier."))}
         if any(k.startswith("_preconv") for k in state):
             state = {map_darknet_key(k): v for k, v in state.items()}

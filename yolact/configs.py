@@ -1,8 +1,9 @@
 """Settings of the six released YOLACT / YOLACT++ models (the original's ``data/config.py``, re-expressed as
 constructor arguments of :class:`yolact.model.Yolact`), and the COCO class list they were trained on.
 
-``build_official(name)`` returns the network with those settings; ``configs/model/yolact/<name>.yaml`` spell the
-same arguments for Hydra. Official checkpoint files: ``<name>_54_800000.pth`` (``yolact_im700_54_800000.pth`` ...).
+``yolact.convert.build_official(name)`` returns the network with those settings;
+``forge/configs/model/yolact/<name>.yaml`` spell the same arguments for Hydra. Official checkpoint files:
+``<name>_54_800000.pth`` (``yolact_im700_54_800000.pth`` ...).
 """
 
 from __future__ import annotations
@@ -50,10 +51,3 @@ def official_kwargs(name: str) -> dict[str, Any]:
     if name not in OFFICIAL_MODELS:
         raise KeyError(f"unknown YOLACT model {name!r}; known: {', '.join(OFFICIAL_MODELS)}")
     return dict(OFFICIAL_MODELS[name])
-
-
-def build_official(name: str, **overrides: Any):
-    """The network of an official model (untrained; load weights with :mod:`yolact.convert`)."""
-    from .model import Yolact
-
-    return Yolact(**{**official_kwargs(name), **overrides})

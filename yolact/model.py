@@ -26,6 +26,7 @@ from .anchors import level_scales, make_anchors
 from .backbone import build_backbone
 from .fpn import FPN
 from .head import PredictionHead, SemanticHead
+from .keymaps import convert_state_dict, is_official
 from .loss import YolactLoss
 from .maskiou import MaskIoUNet
 from .postprocess import NMS_KINDS, detect_single, to_original
@@ -134,8 +135,6 @@ class Yolact(BaseModel):
     def adapt_state_dict(self, state: dict[str, Tensor]) -> dict[str, Tensor] | None:
         """An official release's state dict (``yolact_base_54_800000.pth`` names) in this model's names, or None
         if ``state`` already uses ours. Used by ``forge-test`` so that official files evaluate directly."""
-        from .convert import convert_state_dict, is_official
-
         if not is_official(state):
             return None
         out = convert_state_dict(state, darknet=self.backbone_name == "darknet53")

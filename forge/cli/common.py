@@ -20,6 +20,10 @@ if not OmegaConf.has_resolver("forge.dirname"):
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 # users' own config folders, searched after ours (their experiments may use our groups as defaults)
 USER_CONFIG_ENV = "FORGE_CONFIG_DIR"
+# Hydra's command-line options that take a value (the overrides are the positionals between them)
+_HYDRA_VALUE_OPTIONS = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn",
+                        "--config-dir", "-cd", "--experimental-rerun"}
+_HYDRA_INFO_CHOICES = {"all", "config", "defaults", "defaults-tree", "plugins", "searchpath"}
 
 
 def user_config_dirs(argv: list[str]) -> list[str]:
@@ -45,7 +49,18 @@ def with_user_config_dirs(argv: list[str]) -> list[str]:
     env = [os.path.abspath(d) for d in os.environ.get(USER_CONFIG_ENV, "").split(os.pathsep) if d]
     if not env or any(a.lstrip("+").startswith("hydra.searchpath=") for a in argv):
         return argv
-    return argv + ["hydra.searchpath=[" + ",".join(f"file://{d}" for d in env) + "]"]
+    override = "hydra.searchpath=[" + ",".join(f"file://{d}" for d in env) + "]"
+    # Hydra's argparse takes the overrides as one run of positionals: put ours beside the first one (or first of all)
+    i = 0
+    while i < len(argv):
+        if argv[i] in _HYDRA_VALUE_OPTIONS or (argv[i] in ("--info", "-i") and i + 1 < len(argv)
+                                               and argv[i + 1] in _HYDRA_INFO_CHOICES):
+            i += 2
+        elif argv[i].startswith("-"):
+            i += 1
+        else:
+            break
+    return argv[:i] + [override] + argv[i:] if i < len(argv) else [override] + argv
 
 
 def _config_roots(argv: list[str]) -> list[str]:

@@ -11,7 +11,8 @@ from omegaconf import OmegaConf
 
 import forge.config  # noqa: F401  (registers the forge.* config resolvers)
 from forge.data.structures import DetSample, ImageMeta, Instances
-from yolact.configs import OFFICIAL_MODELS, build_official
+from yolact.configs import OFFICIAL_MODELS
+from yolact.convert import build_official
 from yolact.loss import YolactLoss
 from yolact.model import Yolact
 from yolact.postprocess import to_original
