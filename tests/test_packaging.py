@@ -138,7 +138,7 @@ def test_wheel_installs_and_composes_from_another_folder(tmp_path):
     cfg = yaml.safe_load(_run([forge_train, "experiment=dynvit/digits_relu_ln", "--cfg", "job"], elsewhere, env))
     assert cfg["experiment_name"] == "dynvit/digits_relu_ln"
     assert cfg["model"]["backbone"]["attn_layer"]["norm"] == "relu_ln"
-    assert cfg["dataset"]["_target_"].startswith("forge.")
+    assert cfg["dataset"]["train"]["_target_"] == "forge.data.digits.DigitsDataset"
 
     # the composed config came from the installed copy: Hydra's primary search path is site/forge/configs
     info = _run([forge_train, "experiment=dynvit/digits_relu_ln", "--info", "searchpath"], elsewhere, env)
