@@ -97,6 +97,28 @@ def test_the_cycle_finder_finds_cycles():
     assert _find_cycle({"a": {"b"}, "b": {"c"}, "c": set()}) is None
 
 
+def test_the_import_resolver(tmp_path):
+    """Relative imports, ``from pkg import submodule``, function-level imports and ``import a.b`` are all edges."""
+    files = {
+        "p/__init__.py": "from .a import f\n",
+        "p/a.py": "def f():\n    from . import b\n    return b\n",
+        "p/b.py": "import os\nfrom .sub import c\n",
+        "p/sub/__init__.py": "",
+        "p/sub/c.py": "from .. import a\nfrom ..sub import d\nimport p.b.nothing\n",
+        "p/sub/d.py": "from p import sub\n",
+    }
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    known = {"p", "p.a", "p.b", "p.sub", "p.sub.c", "p.sub.d"}
+    got = {m: _imports(m, tmp_path / (m.replace(".", "/") + ("/__init__.py" if m in ("p", "p.sub") else ".py")), known)
+           for m in sorted(known)}
+    assert got == {"p": {"p.a"}, "p.a": {"p", "p.b"}, "p.b": {"p.sub", "p.sub.c"}, "p.sub": set(),
+                   "p.sub.c": {"p", "p.a", "p.sub", "p.sub.d", "p.b"}, "p.sub.d": {"p", "p.sub"}}
+    graph = {m: {t for t in deps if not m.startswith(t + ".")} for m, deps in got.items()}
+    assert _find_cycle(graph) == ["p.a", "p.b", "p.sub.c", "p.a"]
+
+
 @pytest.mark.parametrize("package", PACKAGES)
 def test_no_file_over_the_limit(package):
     long = {str(p.relative_to(ROOT)): n for p in (ROOT / package).rglob("*.py")
