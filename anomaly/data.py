@@ -155,7 +155,7 @@ def list_adbench(root: str | Path | None = None) -> list[Path]:
 
 
 class OutlierDataset:
-    """Dataset object for ``forge.fit`` (``configs/dataset/anomaly/*.yaml``): ``load() -> (X, y)``.
+    """Dataset object for ``forge.fit`` (``forge/configs/dataset/anomaly/*.yaml``): ``load() -> (X, y)``.
 
     ``path=None`` gives the bundled ``breast_cancer`` set (``n_outliers``, ``seed`` as in
     :func:`load_breast_cancer`); otherwise the ``.npz`` / ``.mat`` / ``.csv`` file at ``path`` (``x_key``/``y_key``

@@ -1,8 +1,8 @@
 """Validate, save and instantiate composed Hydra configs.
 
-Hydra composes ``configs/`` (it already rejects an unknown group option, listing the valid ones); this module checks
-the values before anything is built, so that a wrong override fails in a second with a message naming the key, the
-value and what is allowed, rather than an hour into a run.
+Hydra composes ``forge/configs/`` (it already rejects an unknown group option, listing the valid ones); this module
+checks the values before anything is built, so that a wrong override fails in a second with a message naming the key,
+the value and what is allowed, rather than an hour into a run.
 """
 
 from __future__ import annotations

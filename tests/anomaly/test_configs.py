@@ -10,7 +10,7 @@ from hydra.utils import instantiate
 from forge.fit import run_fit
 
 CONFIGS = Path(__file__).resolve().parents[2] / "forge" / "configs"
-pytestmark = pytest.mark.skipif(not (CONFIGS / "train.yaml").exists(), reason="configs/train.yaml not written yet")
+pytestmark = pytest.mark.skipif(not (CONFIGS / "train.yaml").exists(), reason="forge/configs/train.yaml missing")
 
 EXPERIMENTS = ["anomaly/mogaal_breast_cancer", "anomaly/sogaal_breast_cancer", "anomaly/rglasso_breast_cancer"]
 

@@ -46,7 +46,7 @@ def test_experiments_found():
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_experiment_composes(experiment):
     cfg = compose_cfg([f"experiment={experiment}"])
-    assert cfg.experiment_name == experiment, "experiment_name must equal the file's path under configs/experiment"
+    assert cfg.experiment_name == experiment, "experiment_name must be the file's path under forge/configs/experiment"
     for path, target in _targets(cfg):
         try:
             _importable(target)
