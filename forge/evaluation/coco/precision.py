@@ -186,6 +186,7 @@ def match_pycocotools_precision(
         n2 = (rec_thrs[:, None, None] <= (2.0 / n_gt)[None]).sum(axis=0)
     n_ones = ones.sum(axis=1)  # (T, K, A, M)
     single = need_all & (n_ones == n1[None, :, :, None]) & (n2 > n1)[None, :, :, None]
+    single |= need_all & (n_gt == 1)[None, :, :, None]  # one ground truth: a 1.0 can only come from L == 1
     unsure = need_all & ~single & (n_ones <= n1[None, :, :, None])
     if FORCE_WALK:
         single, unsure = np.zeros_like(need_all), need_all

@@ -153,7 +153,9 @@ def _evaluate_lvis(gt, results, iou_type: str, max_dets: int, img_ids, classwise
     known = {(a["image_id"], a["category_id"]) for a in dataset["annotations"]}
     known.update((img["id"], c) for img in dataset["images"] for c in img["neg_category_ids"])
     dets = [d for d in dets if (d["image_id"], d["category_id"]) in known]
-    ev = run_engine(dataset, dets, iou_type, img_ids, [int(max_dets)], lvis=True, cat_ids=cat_ids, bar=bar)
+    ev = run_engine(
+        dataset, dets, iou_type, img_ids, [int(max_dets)], lvis=True, cat_ids=cat_ids, bar=bar, own_results=True
+    )
     prec, rec, params = ev.eval["precision"], ev.eval["recall"], ev.params
     stats = lvis_summary(prec, rec, params.iouThrs, params.catIds, lvis)
     out: dict[str, Any] = dict(zip(LVIS_SUMMARY_NAMES, stats))

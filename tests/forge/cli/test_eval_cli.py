@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from forge.cli.eval import main
+from forge.data.crowdhuman_reader import CrowdHumanFormatError
 from forge.evaluation.coco import COCO_SUMMARY_NAMES, evaluate_coco
 from forge.evaluation.lvis import LVIS_SUMMARY_NAMES
-from forge.data.crowdhuman_reader import CrowdHumanFormatError
 from tests.forge.evaluation.random_cases import make_coco_case, make_lvis_case
 
 ROOT = Path(__file__).resolve().parents[3]

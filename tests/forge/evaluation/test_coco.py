@@ -335,7 +335,8 @@ def test_engine_layout_change_fails_loudly(case, monkeypatch):
         self.eval["precision"] = self.eval["precision"][..., -1]  # e.g. a release that drops the maxDets axis
 
     monkeypatch.setattr(COCOeval_faster, "accumulate", squeezed)
-    with pytest.raises(EngineMismatchError, match=rf"faster-coco-eval {faster_coco_eval.__version__}: eval\['precision'\]"):
+    version = faster_coco_eval.__version__
+    with pytest.raises(EngineMismatchError, match=rf"faster-coco-eval {version}: eval\['precision'\]"):
         evaluate_coco(case["gt"], case["dt_bbox"], "bbox")
 
     def dropped(self):
