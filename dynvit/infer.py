@@ -2,8 +2,9 @@
 
 The model and its input geometry come from the run's saved ``config.yaml`` (next to the checkpoint, or
 ``--config``). For the digits models the image is turned grey, inverted when it is dark-on-light (the digits are
-light-on-dark), resized to the model's input and normalised as in training. For folder-dataset models the
-validation transform of the config is applied. The output PNG shows the image and the top-5 classes.
+light-on-dark) and resized to the model's input; for folder-dataset models the validation transform of the config
+is applied. Either gives pixel values, which the model's own data preprocessor normalises (as in training). The
+output PNG shows the image and the top-5 classes.
 """
 
 from __future__ import annotations
@@ -21,20 +22,28 @@ from forge.inference import load_model
 
 
 def _preprocess(image: Image.Image, cfg) -> torch.Tensor:
+    """``(C, H, W)`` pixel values of ``image`` as the run's validation data (not normalised)."""
     dataset = cfg.dataset
     transform = dataset.get("val", {}).get("transform")
     if transform is not None:
         from hydra.utils import instantiate
 
-        return instantiate(transform)(image.convert("RGB"))
+        x = instantiate(transform)(image.convert("RGB"))
+        return torch.from_numpy(np.ascontiguousarray(x)) if isinstance(x, np.ndarray) else x
     size, chans = int(dataset.img_size), int(dataset.in_chans)
     grey = np.asarray(image.convert("L"), dtype=np.float32) / 255.0
     if grey.mean() > 0.5:
         grey = 1.0 - grey
-    x = torch.from_numpy(np.asarray(Image.fromarray((grey * 255).astype(np.uint8)).resize((size, size),
-                                                                                       Image.BILINEAR)))
-    x = (x.float() / 255.0 - 0.5) / 0.5
-    return x.unsqueeze(0).repeat(chans, 1, 1)
+    x = torch.from_numpy(np.array(Image.fromarray((grey * 255).astype(np.uint8)).resize((size, size),
+                                                                                     Image.BILINEAR)))
+    return x.float().unsqueeze(0).repeat(chans, 1, 1)
+
+
+def class_probabilities(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``(C, H, W)`` pixel values -> ``(num_classes,)`` softmax, normalised by the model's own data preprocessor."""
+    with torch.no_grad():
+        data = model.data_preprocessor(dict(inputs=x[None], data_samples=None), False)
+        return model(data["inputs"], mode="tensor").softmax(-1)[0]
 
 
 def _draw(image: Image.Image, top: list[tuple[str, float]], out: str) -> None:
@@ -83,8 +92,7 @@ def main(argv: list[str] | None = None) -> None:
         except OSError as err:
             print(f"error: cannot read image {path!r}: {err}", file=sys.stderr)
             sys.exit(2)
-        with torch.no_grad():
-            probs = model(_preprocess(image, cfg).unsqueeze(0), mode="tensor").softmax(-1)[0]
+        probs = class_probabilities(model, _preprocess(image, cfg))
         k = min(args.topk, probs.numel())
         values, idx = probs.topk(k)
         top = [(classes[i], float(v)) for v, i in zip(values.tolist(), idx.tolist())]

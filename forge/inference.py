@@ -76,7 +76,11 @@ def load_state_dict(checkpoint: str) -> dict:
 
 
 def load_model(checkpoint: str, config: str | None = None) -> tuple[torch.nn.Module, DictConfig]:
-    """Instantiate the model of a saved config and load the checkpoint's weights strictly (eval mode, CPU)."""
+    """Instantiate the model of a saved config and load the checkpoint's weights strictly (eval mode, CPU).
+
+    The model brings its own input normalisation (``model.data_preprocessor``: mean, std, channel order), so the
+    pixel values of the run's pipeline go through it (``model.test_step``, or ``data_preprocessor.normalize``).
+    """
     cfg = load_config(find_config(checkpoint, config))
     model = instantiate(cfg.model, _convert_="partial")
     missing, unexpected = model.load_state_dict(load_state_dict(checkpoint), strict=False)

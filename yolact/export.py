@@ -1,7 +1,10 @@
 """ONNX export of the YOLACT network without post-processing.
 
-Graph inputs: ``images (B, 3, H, W)`` normalised as :mod:`yolact.preprocess` (official releases) or as the run's
-``dataset.val_pipeline`` (our checkpoints; ``config.yaml`` beside the checkpoint or ``--config``). Outputs: ``boxes
+Graph input: ``images (B, 3, H, W)`` float RGB **pixel values** (0-255) at the exported size, resized as the model
+expects (:func:`yolact.preprocess.preprocess_image` for official releases, the run's ``pipeline.val`` for our
+checkpoints; ``config.yaml`` beside the checkpoint or ``--config``). The model's own normalisation (its
+``data_preprocessor``: mean, std, channel order) is the first op of the graph, so a consumer needs no constants.
+Outputs: ``boxes
 (B, A, 4)`` SSD deltas, ``scores (B, A, C + 1)`` softmax class scores (background first), ``coefs (B, A, k)``,
 ``prototypes (B, k, H/4, W/4)`` and ``anchors (A, 4)`` relative cxcywh (a constant for the exported size). Decoding,
 NMS and mask assembly (:mod:`yolact.postprocess`) stay outside the graph, so Fast NMS / standard NMS can be chosen
@@ -32,14 +35,17 @@ from .infer import load_for_inference
 
 
 class ExportWrapper(nn.Module):
-    """The network as a plain ``forward(images) -> tuple`` (no data samples, no post-processing)."""
+    """The network as a plain ``forward(images) -> tuple`` (no data samples, no post-processing): pixel values in,
+    normalised by the model's data preprocessor (one with a ``normalize``, as :class:`forge.models.ImagePreprocessor`)
+    before the network."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
 
     def forward(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-        out = self.model.forward_tensor(images)
+        normalize = getattr(self.model.data_preprocessor, "normalize", None)
+        out = self.model.forward_tensor(normalize(images) if normalize is not None else images)
         return (out["boxes"], F.softmax(out["cls_logits"], -1), out["coefs"], out["prototypes"], out["anchors"])
 
 

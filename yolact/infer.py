@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--score-thr", type=float, default=0.3, help="drawing threshold (JSON keeps everything)")
     p.add_argument("--nms", choices=NMS_KINDS, default="fast")
     p.add_argument("--max-size", type=int, default=None,
-                   help="square input size with the original's transform (default: our run's val pipeline, or the "
+                   help="square input size with the original's transform (default: our run's pipeline.val, or the "
                         "official model's size)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     return p
@@ -78,27 +78,30 @@ def _run_categories(cfg, num_classes: int) -> tuple[list[str] | None, list[int] 
 
 
 def run_preprocess(cfg, device: torch.device | str = "cpu"):
-    """``image (H, W, 3) uint8 RGB, image_id, file_name -> (inputs (1, 3, H', W') on device, ImageMeta)`` through the
-    run's own ``dataset.val_pipeline`` and ``collate_fn``, so a run trained at another size, mean/std, channel order
-    or keep-ratio resize is fed what it was evaluated on."""
+    """``image (H, W, 3) uint8 RGB, image_id, file_name -> (pixel values (1, 3, H', W') on device, ImageMeta)``
+    through the run's own ``pipeline.val`` and ``dataset.collate_fn``, so a run trained at another size or with a
+    keep-ratio resize is fed what it was evaluated on. The result is not normalised: the model's data preprocessor
+    (its own mean, std and channel order) does that in ``test_step``."""
     from hydra.utils import get_method, instantiate
 
-    from forge.data.coco_dataset import pack_sample
     from forge.data.collate import collate_detection
     from forge.data.structures import ImageMeta, Instances
-    from forge.data.transforms import Compose
+    from forge.data.transforms import Compose, pack_sample
 
     data = cfg.get("dataset") or {}
-    if data.get("val_pipeline") is None:
-        raise ValueError("forge-infer yolact: the run's config has no dataset.val_pipeline")
-    pipeline = Compose(list(instantiate(data.val_pipeline, _convert_="partial")))
+    stages = (cfg.get("pipeline") or {}).get("val")
+    if stages is None:
+        old = " (it has dataset.val_pipeline: a config from before pipelines moved to their own group)" if data.get(
+            "val_pipeline") is not None else ""
+        raise ValueError(f"forge-infer yolact: the run's config has no pipeline.val{old}")
+    pipeline = Compose(list(instantiate(stages, _convert_="partial")))
     collate = get_method(data.collate_fn) if data.get("collate_fn") else collate_detection
 
     def preprocess(image: np.ndarray, image_id: int, file_name: str):
         h, w = image.shape[:2]
         meta = ImageMeta(image_id=image_id, file_name=file_name, ori_shape=(h, w), img_shape=(h, w),
                          pad_shape=(h, w))
-        sample = dict(img=image.astype(np.float32), gt=Instances.empty(h, w), meta=meta)
+        sample = dict(img=np.array(image, dtype=np.uint8), gt=Instances.empty(h, w), meta=meta)
         batch = collate([pack_sample(pipeline(sample))])
         return batch["inputs"].to(device), batch["data_samples"][0].meta
 
@@ -154,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     else:  # an official release: the original's evaluation transform
 
         def preprocess(image, image_id, file_name):
-            return preprocess_image(image, max_size, net.backbone_name, image_id, file_name, args.device)
+            return preprocess_image(image, max_size, image_id, file_name, args.device)
     single_png = len(args.images) == 1 and args.out.lower().endswith(".png")
     if not single_png:
         os.makedirs(args.out, exist_ok=True)
@@ -162,8 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     for index, path in enumerate(args.images):
         image = np.asarray(Image.open(path).convert("RGB"))
         x, meta = preprocess(image, _image_id(path, index), path)
-        with torch.no_grad():
-            pred = net(x, [DetSample(meta=meta)], mode="predict")[0].pred.to("cpu")
+        with torch.no_grad():  # test_step: the model's own data preprocessor normalises, then predict
+            pred = net.test_step(dict(inputs=x, data_samples=[DetSample(meta=meta)]))[0].pred.to("cpu")
         drawn = draw_instances(image, pred.boxes, pred.labels, pred.scores, pred.masks, names,
                                score_threshold=args.score_thr)
         out = args.out if single_png else os.path.join(args.out, Path(path).stem + ".png")

@@ -1,12 +1,14 @@
 """The YOLACT / YOLACT++ model (Bolya et al., "YOLACT: Real-time Instance Segmentation", ICCV 2019, Fig. 2;
 "YOLACT++: Better Real-time Instance Segmentation", TPAMI 2020).
 
-Input expected by :meth:`Yolact.forward`: a float tensor ``(B, 3, H, W)`` in **RGB** order, already normalised as
-the original: ResNet backbones ``(x - PIXEL_MEAN) / PIXEL_STD`` on 0-255 values (``yolact.preprocess``:
-mean ``(123.68, 116.78, 103.94)``, std ``(58.40, 57.12, 57.38)``, the original's BGR ``MEANS``/``STD`` reordered to
-RGB); DarkNet-53 ``x / 255``. The original resizes every image to
-``max_size x max_size`` without keeping the aspect ratio; other resizings work (grids follow the input size) but
-anchor sizes stay relative to ``max_size``. :func:`yolact.preprocess.preprocess_image` does all of this.
+The model owns its input normalisation: ``data_preprocessor`` (a :class:`forge.models.ImagePreprocessor`, run by
+mmengine's ``train_step`` / ``val_step`` / ``test_step``) turns the pixel values datasets yield into the input
+:meth:`Yolact.forward` expects: a float tensor ``(B, 3, H, W)`` in **RGB** order normalised as the original --
+ResNet backbones ``(x - PIXEL_MEAN) / PIXEL_STD`` on 0-255 values (mean ``(123.68, 116.78, 103.94)``, std
+``(58.40, 57.12, 57.38)``, the original's BGR ``MEANS``/``STD`` reordered to RGB), DarkNet-53 ``x / 255``
+(:func:`yolact.preprocess.input_normalization`, the default when no preprocessor is given). The original resizes
+every image to ``max_size x max_size`` without keeping the aspect ratio (:func:`yolact.preprocess.preprocess_image`);
+other resizings work (grids follow the input size) but anchor sizes stay relative to ``max_size``.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from .keymaps import convert_state_dict, is_official
 from .loss import YolactLoss
 from .maskiou import MaskIoUNet
 from .postprocess import NMS_KINDS, detect_single, to_original
-from .preprocess import PIXEL_MEAN, PIXEL_STD  # noqa: F401  (re-exported: the expected input normalisation)
+from .preprocess import PIXEL_MEAN, PIXEL_STD, default_preprocessor  # noqa: F401  (PIXEL_*: re-exported)
 from .protonet import ProtoNet
 
 
@@ -66,7 +68,8 @@ class Yolact(BaseModel):
         autocast_dtype: replaced by ``runtime.precision`` (the runner's autocast, :mod:`forge.precision`); only
             None is accepted, anything else raises naming the new key. Under autocast the network runs in reduced
             precision, its outputs are cast back to float32 and the loss and post-processing stay in float32.
-        data_preprocessor: mmengine data preprocessor (default: move to device only).
+        data_preprocessor: the input normalisation (:class:`forge.models.ImagePreprocessor`; the model configs set
+            it); None: the released weights' values for ``backbone`` (:func:`yolact.preprocess.input_normalization`).
     """
 
     def __init__(
@@ -99,6 +102,8 @@ class Yolact(BaseModel):
         autocast_dtype: str | None = None,
         data_preprocessor: dict | nn.Module | None = None,
     ) -> None:
+        if data_preprocessor is None:  # official releases are built without one: their own normalisation
+            data_preprocessor = default_preprocessor(backbone)
         super().__init__(data_preprocessor=data_preprocessor)
         if nms not in NMS_KINDS:
             raise ValueError(f"Yolact: nms must be one of {NMS_KINDS}, got {nms!r}")

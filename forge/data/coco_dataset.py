@@ -1,10 +1,10 @@
 """COCO-format and LVIS instance datasets (boxes, polygon/RLE masks, crowd flags) on top of ``coco_reader``.
 
-An item is ``dict(inputs=Tensor(3, H, W) float32, data_samples=DetSample)`` where ``DetSample.gt`` holds the
-ground truth in network-input coordinates (boxes xyxy px, contiguous labels, masks ``(N, H, W)`` bool at the input
-size, ``iscrowd``, ``ann_ids``) and ``DetSample.meta`` the :class:`~forge.data.structures.ImageMeta`. Images are
-read as RGB; the channel order of ``inputs`` is RGB unless the pipeline's ``Normalize(to_bgr=True)`` made it BGR
-(``meta.extra['channel_order']``). See ``forge.data.transforms`` for the pipeline and ``docs/data.md``.
+An item is ``dict(inputs=Tensor(3, H, W), data_samples=DetSample)`` where ``inputs`` holds RGB pixel values
+(uint8 as read, float32 if the pipeline computed in float; never normalised: the model's data preprocessor owns
+mean, std and channel order), ``DetSample.gt`` the ground truth in network-input coordinates (boxes xyxy px,
+contiguous labels, masks ``(N, H, W)`` bool at the input size, ``iscrowd``, ``ann_ids``) and ``DetSample.meta`` the
+:class:`~forge.data.structures.ImageMeta`. See ``forge.data.transforms`` for the pipeline and ``docs/data.md``.
 
 Bad data is never dropped silently. With ``on_error='raise'`` (default) an unreadable/corrupt image raises
 :class:`CorruptImageError` naming the file, the image id and its annotation ids, and an annotation outside its image
@@ -26,8 +26,9 @@ import torch
 from torch.utils.data import Dataset
 
 from forge.data.coco_reader import AnnotationError, CocoAnnotations, LvisAnnotations
-from forge.data.structures import DetSample, ImageMeta, Instances
-from forge.data.transforms import Compose
+from forge.data.structures import ImageMeta, Instances
+from forge.data.transforms import Compose, pack_sample
+from forge.ops.boxes import box_xywh_to_xyxy, clip_boxes
 
 __all__ = [
     "CorruptImageError",
@@ -71,25 +72,12 @@ def load_rgb(path: str, what: str = "") -> np.ndarray:
     try:
         with Image.open(path) as im:
             im.load()
-            arr = np.asarray(im.convert("RGB"))
+            arr = np.array(im.convert("RGB"))  # a writable copy (torch.from_numpy needs one)
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as e:
         raise CorruptImageError(f"{path}: cannot read image{suffix}: {e}") from None
     if arr.ndim != 3 or arr.shape[2] != 3 or arr.shape[0] == 0 or arr.shape[1] == 0:
         raise CorruptImageError(f"{path}: decoded to an unusable array of shape {arr.shape}{suffix}")
     return arr
-
-
-def pack_sample(sample: dict) -> dict:
-    """Pipeline output (``img`` (H, W, 3) ndarray, ``gt``, ``meta``, optional ``extra_boxes``) -> dataset item."""
-    img = sample["img"]
-    h, w = img.shape[:2]
-    inputs = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1), dtype=np.float32))
-    meta: ImageMeta = sample["meta"]
-    meta.img_shape = (h, w)
-    meta.pad_shape = (h, w)
-    for name, boxes in (sample.get("extra_boxes") or {}).items():
-        meta.extra[name] = boxes
-    return dict(inputs=inputs, data_samples=DetSample(meta=meta, gt=sample["gt"]))
 
 
 class _PackedList:
@@ -191,7 +179,7 @@ class CocoInstanceDataset(InstanceDatasetBase):
         ann_file: the instances json.
         img_prefix: folder the images' ``file_name`` is relative to.
         pipeline: transforms (a list of callables or one callable, see ``forge.data.transforms``); None gives the
-            original image as float ``[0, 255]``.
+            original uint8 image.
         root: optional folder that relative ``ann_file``/``img_prefix`` are joined to.
         with_masks: decode masks (every annotation then needs a ``segmentation``).
         filter_empty: leave out images without any non-crowd annotation (training; YOLACT only trains on images
@@ -368,17 +356,15 @@ class CocoInstanceDataset(InstanceDatasetBase):
         return img
 
     def load_sample(self, record: dict) -> dict:
-        """Record -> ``dict(img=(H, W, 3) float32 RGB, gt=Instances, meta=ImageMeta)`` in original coordinates."""
+        """Record -> ``dict(img=(H, W, 3) uint8 RGB, gt=Instances, meta=ImageMeta)`` in original coordinates."""
         from forge.ops.masks import rle_to_mask, segm_to_rle
 
         img = self._read_image(record)
         h, w = record["height"], record["width"]
         anns = record["anns"]
         if anns:
-            boxes = torch.tensor([a[1] for a in anns], dtype=torch.float32).reshape(-1, 4)
-            boxes[:, 2:] += boxes[:, :2]
-            boxes[:, 0::2] = boxes[:, 0::2].clamp(0, w)
-            boxes[:, 1::2] = boxes[:, 1::2].clamp(0, h)
+            xywh = torch.tensor([a[1] for a in anns], dtype=torch.float32).reshape(-1, 4)
+            boxes = clip_boxes(box_xywh_to_xyxy(xywh), (h, w))
             masks = None
             if self.with_masks:
                 masks = rle_to_mask([segm_to_rle(a[4], h, w) for a in anns])
@@ -398,7 +384,7 @@ class CocoInstanceDataset(InstanceDatasetBase):
             img_shape=(h, w),
             pad_shape=(h, w),
         )
-        return dict(img=img.astype(np.float32), gt=gt, meta=meta)
+        return dict(img=img, gt=gt, meta=meta)
 
 
 class LvisInstanceDataset(CocoInstanceDataset):

@@ -29,6 +29,7 @@ import torch
 from forge.data.coco_dataset import CorruptImageError, InstanceDatasetBase, _log, _PackedList, load_rgb
 from forge.data.crowdhuman_reader import BOX_TYPES, read_gt_odgt, xywh_to_xyxy
 from forge.data.structures import ImageMeta, Instances
+from forge.ops.boxes import clip_boxes
 
 __all__ = ["CrowdHumanDataset", "CrowdHumanDataError"]
 
@@ -152,7 +153,7 @@ class CrowdHumanDataset(InstanceDatasetBase):
         return None
 
     def load_sample(self, record: dict) -> dict:
-        """Record -> ``dict(img, gt, meta, extra_boxes)`` in original-image pixels."""
+        """Record -> ``dict(img=(H, W, 3) uint8 RGB, gt, meta, extra_boxes)`` in original-image pixels."""
         ann_ids = record["ann_ids"]
         what = f"ID {record['ID']!r}, {self.ann_file}:{record['line']}"
         img = load_rgb(record["file"], what)
@@ -179,8 +180,8 @@ class CrowdHumanDataset(InstanceDatasetBase):
                     keep[i] = False
         extra = {t: torch.from_numpy(v).reshape(-1, 4) for t, v in record["extra"].items()}
         if self.clip:
-            boxes = _clip(boxes, w, h)
-            extra = {t: _clip(v, w, h) for t, v in extra.items()}
+            boxes = clip_boxes(boxes, (h, w))
+            extra = {t: clip_boxes(v, (h, w)) for t, v in extra.items()}
         gt = Instances(
             boxes=boxes,
             labels=torch.zeros(boxes.shape[0], dtype=torch.long),
@@ -197,11 +198,5 @@ class CrowdHumanDataset(InstanceDatasetBase):
             pad_shape=(h, w),
             extra=dict(ID=record["ID"], line=record["line"]),
         )
-        return dict(img=img.astype(np.float32), gt=gt[keep], meta=meta, extra_boxes=extra)
+        return dict(img=img, gt=gt[keep], meta=meta, extra_boxes=extra)
 
-
-def _clip(boxes: torch.Tensor, w: int, h: int) -> torch.Tensor:
-    out = boxes.clone()
-    out[:, 0::2] = out[:, 0::2].clamp(0, w)
-    out[:, 1::2] = out[:, 1::2].clamp(0, h)
-    return out

@@ -1,9 +1,10 @@
 """scikit-learn's handwritten digits as an embedded, download-free image classification set.
 
 1,797 real 8x8 grey images (values 0..16) of the digits 0-9. A fixed stratified split holds out ``test_fraction``
-of each class (``split_seed`` fixes it for good, independent of the training seed). Images are scaled to [0, 1],
-upsampled bilinearly to ``img_size`` and repeated to ``channels`` channels, then normalised with mean 0.5, std 0.5.
-Training samples can be randomly shifted by up to ``max_shift`` pixels (in the upsampled image), the one
+of each class (``split_seed`` fixes it for good, independent of the training seed). Images are scaled to pixel
+values in [0, 255], upsampled bilinearly to ``img_size`` (float32, not rounded: 8x8 images have little to spare) and
+repeated to ``channels`` channels; they are not normalised (the model's data preprocessor does it, e.g. mean 127.5,
+std 127.5). Training samples can be randomly shifted by up to ``max_shift`` pixels (in the upsampled image), the one
 augmentation that matters for such small data.
 """
 
@@ -30,7 +31,7 @@ def digits_split(test_fraction: float = 0.2, split_seed: int = 0) -> dict[str, n
 
 
 class DigitsDataset(Dataset):
-    """Items are ``dict(inputs=(channels, img_size, img_size) float32, data_samples=dict(label=int))``.
+    """Items are ``dict(inputs=(channels, img_size, img_size) float32 in [0, 255], data_samples=dict(label=int))``.
 
     Args:
         split: ``'train'`` or ``'val'``.
@@ -57,7 +58,7 @@ class DigitsDataset(Dataset):
         idx = digits_split(test_fraction, split_seed)[split]
         images = torch.from_numpy(digits.images[idx]).float().div(16.0).unsqueeze(1)
         images = F.interpolate(images, size=(img_size, img_size), mode="bilinear", align_corners=False)
-        self.images = ((images - 0.5) / 0.5).repeat(1, channels, 1, 1).contiguous()
+        self.images = (images * 255.0).repeat(1, channels, 1, 1).contiguous()
         self.labels = torch.from_numpy(digits.target[idx]).long()
         self.max_shift = max_shift
         self.metainfo = dict(classes=[str(i) for i in range(10)])
@@ -69,14 +70,14 @@ class DigitsDataset(Dataset):
         img = self.images[i]
         if self.max_shift > 0:
             dx, dy = torch.randint(-self.max_shift, self.max_shift + 1, (2,)).tolist()
-            # background of the normalised images is -1 (0 before normalisation)
+            # the background is 0: pixels shifted in from outside are background
             img = torch.roll(img, shifts=(dy, dx), dims=(1, 2))
             if dy > 0:
-                img[:, :dy] = -1.0
+                img[:, :dy] = 0.0
             elif dy < 0:
-                img[:, dy:] = -1.0
+                img[:, dy:] = 0.0
             if dx > 0:
-                img[:, :, :dx] = -1.0
+                img[:, :, :dx] = 0.0
             elif dx < 0:
-                img[:, :, dx:] = -1.0
+                img[:, :, dx:] = 0.0
         return dict(inputs=img, data_samples=dict(label=int(self.labels[i])))

@@ -1,7 +1,9 @@
 """ImageNet-style folder dataset: ``root/<class>/<image>``.
 
 Classes are the sorted sub-folder names; images are files with a known image extension (others are an error, not
-silently skipped). A ``transform`` maps a PIL RGB image to a tensor (e.g. ``timm.data.create_transform``).
+silently skipped). A ``transform`` maps a PIL RGB image to a ``(C, H, W)`` tensor or array of pixel values (e.g.
+``timm.data.create_transform(..., normalize=False)``, which gives uint8); normalisation is the model's data
+preprocessor's job.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
+import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
@@ -21,7 +24,8 @@ class ImageFolderDataset(Dataset):
 
     Args:
         root: folder with one sub-folder per class.
-        transform: callable on a PIL image returning a ``(C, H, W)`` tensor; default converts to float in [0, 1].
+        transform: callable on a PIL image returning a ``(C, H, W)`` tensor or ndarray; default: the image as a
+            ``(3, H, W)`` uint8 tensor.
         classes: optional explicit class list.
         class_root: take the classes from this folder's sub-folders instead (the validation split uses the
             training folder, so that a class missing from one split cannot shift the labels of the other).
@@ -74,10 +78,13 @@ class ImageFolderDataset(Dataset):
                 image = im.convert("RGB")
         except (OSError, UnidentifiedImageError) as err:
             raise OSError(f"ImageFolderDataset: cannot read image {path!r}: {err}") from err
-        if self.transform is not None:
-            x = self.transform(image)
+        if self.transform is None:
+            x = torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1).contiguous()
         else:
-            import numpy as np
-
-            x = torch.from_numpy(np.asarray(image, dtype="float32") / 255.0).permute(2, 0, 1).contiguous()
+            x = self.transform(image)
+            if isinstance(x, np.ndarray):
+                x = torch.from_numpy(np.ascontiguousarray(x))
+            if not isinstance(x, torch.Tensor) or x.ndim != 3:
+                raise TypeError(f"ImageFolderDataset: the transform must return a (C, H, W) tensor or array for "
+                                f"{path!r}, got {type(x).__name__} {tuple(getattr(x, 'shape', ()))}")
         return dict(inputs=x, data_samples=dict(label=label))

@@ -2,30 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from mmengine.model import BaseDataPreprocessor, BaseModel
+from mmengine.model import BaseModel
 from torch import Tensor, nn
 
-
-class ClsDataPreprocessor(BaseDataPreprocessor):
-    """Moves a classification batch to the device and applies an optional batch augmentation in training.
-
-    The batch is ``dict(inputs=(B, C, H, W) float, data_samples=dict(label=(B,) int64))`` (what
-    ``torch.utils.data.default_collate`` makes of the folder/digits datasets). ``batch_augment`` is a callable
-    ``(inputs, labels) -> (inputs, soft_targets)`` such as ``timm.data.Mixup``.
-    """
-
-    def __init__(self, batch_augment: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]] | None = None) -> None:
-        super().__init__()
-        self.batch_augment = batch_augment
-
-    def forward(self, data: dict, training: bool = False) -> dict:
-        data = self.cast_data(data)
-        if training and self.batch_augment is not None:
-            inputs, target = self.batch_augment(data["inputs"], data["data_samples"]["label"])
-            data = dict(inputs=inputs, data_samples=dict(data["data_samples"], target=target))
-        return data
+from .preprocessor import ClsDataPreprocessor
 
 
 class ImageClassifier(BaseModel):
@@ -34,7 +14,8 @@ class ImageClassifier(BaseModel):
     Args:
         backbone: ``(B, C, H, W) -> (B, num_classes)`` logits.
         loss: ``(logits, target) -> scalar``; target is ``(B,)`` labels or ``(B, num_classes)`` soft targets.
-        data_preprocessor: defaults to :class:`ClsDataPreprocessor` without batch augmentation.
+        data_preprocessor: the input normalisation and batch augmentation (:class:`ClsDataPreprocessor`; the
+            datasets yield pixel values). Default: no normalisation, no augmentation.
 
     ``predict`` returns one dict per image: ``scores`` (softmax, ``(num_classes,)``), ``pred_label`` and, when
     labels are given, ``gt_label``.

@@ -11,11 +11,10 @@ def draw_classification(
 ) -> np.ndarray:
     """RGB uint8 ``(size + 14, size, 3)`` picture of sample ``index``: green caption if correct, red if not.
 
-    Inputs normalised with mean 0.5 / std 0.5 (or anything roughly in [-1, 1]) are mapped back to [0, 255].
+    The batch holds pixel values (uint8, or float in [0, 255]: datasets never normalise, the model does).
     """
     x = data_batch["inputs"][index].detach().float().cpu()
-    x = (x - x.min()) / (x.max() - x.min() + 1e-8)
-    img = (x.permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+    img = x.clamp(0, 255).round().byte().permute(1, 2, 0).numpy()
     if img.shape[2] == 1:
         img = np.repeat(img, 3, axis=2)
     pil = Image.fromarray(img).resize((size, size), Image.NEAREST)

@@ -3,8 +3,8 @@
 ``draw_detections(data_batch, outputs, index)`` returns an RGB uint8 picture: the ground truth (left) and the
 predictions (right, masks, boxes, class names and scores above ``score_threshold``) on the original image.
 Predictions (:class:`forge.data.structures.Detections`) are in original-image coordinates, as every detector here
-returns them. The image is read from ``meta.file_name``; when that file cannot be read, the network input is
-de-normalised with ``mean``/``std`` (or min-max scaled) and resized to ``ori_shape``.
+returns them. The image is read from ``meta.file_name``; when that file cannot be read, the batch's image (RGB pixel
+values: datasets never normalise, the model does) is cropped to ``img_shape`` and resized to ``ori_shape``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from PIL import Image, ImageDraw
 from .draw import draw_instances
 
 
-def _original_image(data_batch: dict, index: int, meta, mean, std) -> np.ndarray:
+def _original_image(data_batch: dict, index: int, meta) -> np.ndarray:
     if meta.file_name and os.path.isfile(meta.file_name):
         try:
             with Image.open(meta.file_name) as im:
@@ -30,12 +30,6 @@ def _original_image(data_batch: dict, index: int, meta, mean, std) -> np.ndarray
     x = data_batch["inputs"][index].detach().float().cpu()
     h, w = (meta.img_shape if meta.img_shape[0] > 0 else x.shape[-2:])
     x = x[:, :h, :w]
-    if mean is not None and std is not None:
-        x = x * torch.tensor(std, dtype=x.dtype)[:, None, None] + torch.tensor(mean, dtype=x.dtype)[:, None, None]
-    else:
-        x = (x - x.min()) / (x.max() - x.min() + 1e-8) * 255
-    if meta.extra.get("channel_order") == "BGR":
-        x = x.flip(0)
     oh, ow = meta.ori_shape if meta.ori_shape[0] > 0 else (h, w)
     if (oh, ow) != (h, w):
         x = F.interpolate(x[None], (oh, ow), mode="bilinear", align_corners=False)[0]
@@ -69,8 +63,6 @@ def draw_detections(
     index: int,
     classes: Sequence[str] | None = None,
     score_threshold: float = 0.3,
-    mean: Sequence[float] | None = None,
-    std: Sequence[float] | None = None,
     with_gt: bool = True,
 ) -> np.ndarray:
     """Ground truth | predictions of sample ``index`` as one RGB uint8 ``(H + 12, W or 2W + 4, 3)`` image.
@@ -81,12 +73,11 @@ def draw_detections(
         index: which sample of the batch.
         classes: class names indexed by label (the label number is printed when absent).
         score_threshold: predictions below it are not drawn.
-        mean, std: the input normalisation (RGB, 0-255), used only when the image file cannot be read.
         with_gt: draw the ground truth beside the predictions.
     """
     sample = outputs[index]
     meta, pred = sample.meta, sample.pred
-    image = _original_image(data_batch, index, meta, mean, std)
+    image = _original_image(data_batch, index, meta)
     shape = image.shape[:2]
     masks = pred.masks if pred is not None and isinstance(pred.masks, torch.Tensor) else None
     if masks is not None and tuple(masks.shape[-2:]) != shape:

@@ -37,11 +37,12 @@ def test_experiment_composes_and_builds(experiment, tmp_path):
     overrides = [f"experiment={experiment}"]
     if experiment in DEIT:
         # a small input keeps the build fast; the architecture (width, depth, heads, patch) is the DeiT one
-        overrides += [f"dataset.root={tmp_path}", "dataset.img_size=32", "dataset.num_classes=10"]
+        overrides += [f"dataset.root={tmp_path}", "pipeline.img_size=32", "dataset.num_classes=10"]
     cfg = compose_cfg(overrides)
     assert cfg.experiment_name == experiment
     model = instantiate(cfg.model, _convert_="partial")
-    x = torch.randn(2, cfg.dataset.in_chans, cfg.dataset.img_size, cfg.dataset.img_size)
+    size = cfg.model.backbone.img_size  # the pipeline's output size (digits: the dataset's)
+    x = torch.randn(2, cfg.dataset.in_chans, size, size)
     with torch.no_grad():
         assert model(x).shape == (2, cfg.dataset.num_classes)
     variant = experiment.rsplit("_", 1)[-1] if not experiment.endswith("relu_ln") else "relu_ln"
@@ -74,18 +75,43 @@ def test_deit_recipe(size, width, heads):
     assert mix.label_smoothing == 0.1 and cfg.loss.label_smoothing == 0.1 and mix.num_classes == 1000
     train_tf = cfg.dataset.train.transform
     assert train_tf._target_ == "timm.data.create_transform" and train_tf.is_training
-    assert train_tf.auto_augment == "rand-m9-mstd0.5-inc1" and train_tf.re_prob == 0.25
+    assert train_tf.auto_augment == "rand-m9-mstd0.5-inc1" and train_tf.normalize is False  # uint8 out
     assert train_tf.interpolation == "bicubic" and train_tf.input_size == 224
+    # the batch part: ImageNet normalisation, then random erasing 0.25 with per-pixel noise (in normalised space)
+    pre = cfg.model.data_preprocessor
+    assert list(pre.mean) == pytest.approx([0.485 * 255, 0.456 * 255, 0.406 * 255])
+    assert list(pre.std) == pytest.approx([0.229 * 255, 0.224 * 255, 0.225 * 255])
+    erase = pre.random_erasing
+    assert (erase.probability, erase.mode, erase.max_count) == (0.25, "pixel", 1)
 
 
 def test_deit_transforms_are_timms():
     cfg = compose_cfg(["experiment=dynvit/deit_tiny_softmax", "dataset.root=/data/imagenet"])
     train = repr(instantiate(cfg.dataset.train.transform))
-    for part in ("RandomResizedCropAndInterpolation", "RandAugment", "RandomErasing", "bicubic"):
+    for part in ("RandomResizedCropAndInterpolation", "RandAugment", "bicubic", "MaybePILToTensor"):
         assert part in train, train
+    assert "Normalize" not in train and "RandomErasing" not in train  # both act on the batch, in the model
+    pre = instantiate(cfg.model.data_preprocessor)
+    assert "RandomErasing(p=0.25, mode=pixel" in repr(pre.random_erasing)
     val = repr(instantiate(cfg.dataset.val.transform))
     # DeiT evaluation: resize to 224 / 0.875 = 256 (bicubic), centre crop 224
     assert "Resize(size=256, interpolation=bicubic" in val and "CenterCrop(size=(224, 224))" in val, val
+
+
+def test_deit_input_equals_timms_normalised_transform():
+    # uint8 from the pipeline + the model's normalisation = timm's own ToTensor + Normalize, to float precision
+    import numpy as np
+    from PIL import Image
+    from timm.data import create_transform
+
+    cfg = compose_cfg(["experiment=dynvit/deit_tiny_softmax", "dataset.root=/data/imagenet", "pipeline.img_size=32"])
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (45, 61, 3), dtype=np.uint8))
+    pixels = instantiate(cfg.dataset.val.transform)(image)
+    assert pixels.dtype == torch.uint8 and pixels.shape == (3, 32, 32)
+    ours = instantiate(cfg.model.data_preprocessor)(dict(inputs=pixels[None], data_samples=None))["inputs"][0]
+    timm_kw = {k: v for k, v in cfg.pipeline.val.items() if k not in ("_target_", "normalize")}
+    ref = create_transform(**timm_kw)(image)  # timm's default: normalised with the ImageNet mean/std
+    torch.testing.assert_close(ours, ref, atol=1e-5, rtol=0)
 
 
 def test_imagenet_needs_a_root():

@@ -36,7 +36,7 @@ def test_deit_config_runs_one_iteration(tmp_path, variant):
         f"experiment=dynvit/deit_tiny_{variant}",
         f"dataset.root={data}",
         "dataset.num_classes=2",
-        "dataset.img_size=32",  # 2x2 patches of 16 px: the DeiT-T network and recipe, at a test's cost
+        "pipeline.img_size=32",  # 2x2 patches of 16 px: the DeiT-T network and recipe, at a test's cost
         "schedule.batch_size=2",
         "schedule.num_workers=0",
         # one iteration: stop after it, the epoch-based warm-up + cosine schedule is built as configured

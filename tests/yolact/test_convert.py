@@ -173,7 +173,7 @@ def test_forge_test_evaluates_an_official_release_directly(tmp_path):
     for name, ckpt in (("official", official), ("converted", converted)):
         prefix = tmp_path / name
         cfg = compose_cfg(["experiment=yolact/r50_550_coco", f"dataset.root={tmp_path / 'coco'}",
-                           "dataset.img_size=160", "model.max_size=550", f"checkpoint={ckpt}",
+                           "pipeline.img_size=160", "model.max_size=550", f"checkpoint={ckpt}",
                            f"work_dir={tmp_path / ('run_' + name)}", "schedule.num_workers=0",
                            "runtime.vis.tensorboard=false", f"+dataset.evaluator.0.outfile_prefix={prefix}"],
                           config_name="test")

@@ -106,20 +106,22 @@ def test_our_run_writes_its_dataset_names_and_category_ids(tmp_path):
 
 def _tiny_run(tmp_path):
     """A run folder as forge-train leaves it (config.yaml + checkpoint) for a small ResNet-18 YOLACT trained with a
-    keep-ratio resize, another mean/std and BGR input."""
+    keep-ratio float resize (its pipeline), another mean/std and BGR input (its model's data preprocessor)."""
+    from forge.models import ImagePreprocessor
     from yolact.model import Yolact
 
     run = tmp_path / "run"
     run.mkdir()
     model_kw = dict(backbone="resnet18", num_classes=2, max_size=96, fpn_channels=16, conf_thresh=0.0)
+    norm = dict(mean=[10.0, 20.0, 30.0], std=[50.0, 60.0, 70.0], rgb_to_bgr=True)  # in the network's BGR order
     (run / "config.yaml").write_text(json.dumps({
-        "model": {"_target_": "yolact.model.Yolact", **model_kw},
-        "dataset": {"classes": ["a", "b"], "val_pipeline": [
-            {"_target_": "forge.data.transforms.Resize", "size": 96, "keep_ratio": True},
-            {"_target_": "forge.data.transforms.Normalize", "mean": [10.0, 20.0, 30.0], "std": [50.0, 60.0, 70.0],
-             "to_bgr": True}]}}))
+        "model": {"_target_": "yolact.model.Yolact", **model_kw,
+                  "data_preprocessor": {"_target_": "forge.models.ImagePreprocessor", **norm}},
+        "dataset": {"classes": ["a", "b"]},
+        "pipeline": {"val": [{"_target_": "forge.data.transforms.Resize", "size": 96, "keep_ratio": True,
+                              "keep_float": True}]}}))
     torch.manual_seed(0)
-    net = Yolact(**model_kw).eval()
+    net = Yolact(**model_kw, data_preprocessor=ImagePreprocessor(**norm)).eval()
     torch.save({"state_dict": net.state_dict(), "meta": {}}, run / "iter_1.pth")
     return run, net
 

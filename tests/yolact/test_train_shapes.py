@@ -60,13 +60,16 @@ def test_paper_rows_compose_with_the_original_schedule(row):
     assert cfg.dataset.evaluator[0].metric == ["bbox", "segm"]
     assert cfg.dataset.evaluator[0].ann_file == cfg.dataset.val.ann_file
     if row == "r101_700_coco":
-        assert cfg.dataset.img_size == 700 and cfg.model.max_size == 700 and cfg.loss.masks_to_train == 300
+        assert cfg.pipeline.img_size == 700 and cfg.model.max_size == 700 and cfg.loss.masks_to_train == 300
     # the original's SSDAugmentation, quirks included: annotation boxes scaled and clipped (not refitted to masks),
-    # its 4/550 box filter applied to pixel boxes, Expand filled with its mean colour even for DarkNet's /255 input
-    pipe = {type(t).__name__: t for t in instantiate(cfg.dataset.train_pipeline, _convert_="partial")}
+    # its 4/550 box filter applied to pixel boxes, Expand filled with its mean colour even for DarkNet's /255 input,
+    # its no-op minimum-IoU crop test, float images; no normalisation (the model's data preprocessor does it)
+    assert cfg.pipeline.name == "yolact_ssd" and cfg.dataset.train.pipeline == cfg.pipeline.train
+    pipe = {type(t).__name__: t for t in instantiate(cfg.pipeline.train, _convert_="partial")}
     assert list(pipe) == ["PhotometricDistort", "Expand", "RandomSampleCrop", "RandomMirror", "Resize",
-                          "FilterSmallBoxes", "Normalize"]
+                          "FilterSmallBoxes"]
     assert not pipe["RandomSampleCrop"].recompute_boxes and not pipe["Resize"].recompute_boxes
+    assert not pipe["RandomSampleCrop"].enforce_min_iou and pipe["Resize"].keep_float
     assert pipe["Expand"].fill == pytest.approx((123.68, 116.78, 103.94))
     assert pipe["FilterSmallBoxes"].min_width == pytest.approx(4 / 550, abs=1e-5)
     # the original freezes BN when a GPU gets fewer than 6 images (its train.py), e.g. 8 GPUs x 1 image
@@ -115,7 +118,7 @@ def _shapes_overrides(root: str, work: str, size: int, extra: list[str]) -> list
     return [
         "experiment=yolact/shapes",
         f"dataset.root={root}",
-        f"dataset.img_size={size}",
+        f"pipeline.img_size={size}",
         f"work_dir={work}",
         "schedule.num_workers=0",
         "runtime.vis.tensorboard=false",

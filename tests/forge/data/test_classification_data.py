@@ -24,7 +24,14 @@ def test_digits_split_is_fixed_stratified_and_disjoint():
 def test_digits_items_and_shift():
     ds = DigitsDataset("train", img_size=16, channels=3, max_shift=0)
     item = ds[0]
-    assert item["inputs"].shape == (3, 16, 16) and item["inputs"].min() >= -1.0 and item["inputs"].max() <= 1.0
+    x = item["inputs"]
+    assert x.shape == (3, 16, 16) and x.dtype == torch.float32 and x.min() >= 0.0 and x.max() <= 255.0
+    # pixel values: the model's (x - 127.5) / 127.5 gives the [-1, 1] images of the 0..16 digits upsampled
+    from sklearn.datasets import load_digits
+
+    raw = torch.from_numpy(load_digits().images[digits_split()["train"][0]]).float()[None, None] / 16.0
+    ref = torch.nn.functional.interpolate(raw, size=(16, 16), mode="bilinear", align_corners=False)[0]
+    torch.testing.assert_close((x - 127.5) / 127.5, ((ref - 0.5) / 0.5).expand(3, -1, -1), atol=1e-6, rtol=0)
     assert isinstance(item["data_samples"]["label"], int)
     shifted = DigitsDataset("train", img_size=16, max_shift=2)
     torch.manual_seed(0)
@@ -48,7 +55,13 @@ def test_folder_dataset_labels_follow_the_training_classes(tmp_path):
     assert val.classes == ["ant", "bee", "cat"]
     assert sorted({label for _, label in val.samples}) == [0, 2]
     item = val[0]
-    assert item["inputs"].shape == (3, 8, 8) and item["inputs"].dtype == torch.float32
+    assert item["inputs"].shape == (3, 8, 8) and item["inputs"].dtype == torch.uint8  # pixel values, as on disk
+    assert torch.equal(item["inputs"], torch.from_numpy(np.array(Image.open(val.samples[0][0]))).permute(2, 0, 1))
+    as_array = ImageFolderDataset(str(tmp_path / "val"), class_root=str(tmp_path / "train"),
+                                  transform=lambda im: np.array(im).transpose(2, 0, 1))
+    assert torch.equal(as_array[0]["inputs"], item["inputs"])
+    with pytest.raises(TypeError, match="must return a .C, H, W. tensor"):
+        ImageFolderDataset(str(tmp_path / "val"), transform=lambda im: im)[0]
 
 
 def test_folder_dataset_errors_name_the_file(tmp_path):

@@ -105,8 +105,9 @@ def test_reads_polygons_rle_and_crowd_with_non_consecutive_ids(coco_dir):
     assert ds.ann_file == os.path.join(str(root), "instances.json")
     item = ds[0]
     x, s = item["inputs"], item["data_samples"]
-    assert isinstance(s, DetSample) and x.shape == (3, H, W) and x.dtype == torch.float32
-    assert torch.equal(x, torch.from_numpy(np.array(Image.open(root / "images" / "a.png"))).permute(2, 0, 1).float())
+    # the image as on disk: uint8 RGB pixel values, never normalised (that is the model's data preprocessor's job)
+    assert isinstance(s, DetSample) and x.shape == (3, H, W) and x.dtype == torch.uint8
+    assert torch.equal(x, torch.from_numpy(np.array(Image.open(root / "images" / "a.png"))).permute(2, 0, 1))
     gt = s.gt
     assert gt.ann_ids.tolist() == [11, 12, 13]
     assert gt.labels.tolist() == [2, 0, 1]  # cat 7 -> 2, cat 2 -> 0, cat 4 -> 1
@@ -125,11 +126,11 @@ def test_reads_polygons_rle_and_crowd_with_non_consecutive_ids(coco_dir):
 
 def test_filter_empty_and_val_pipeline(coco_dir):
     root, _, _ = coco_dir
-    pipe = [T.Resize(60), T.Normalize()]
+    pipe = [T.Resize(60)]
     ds = CocoInstanceDataset(str(root / "instances.json"), str(root / "images"), pipeline=pipe, filter_empty=True)
     assert len(ds) == 1
     s = ds[0]["data_samples"]
-    assert ds[0]["inputs"].shape == (3, 60, 60)
+    assert ds[0]["inputs"].shape == (3, 60, 60) and ds[0]["inputs"].dtype == torch.uint8
     assert s.meta.scale_factor == pytest.approx((1.5, 2.0)) and s.meta.ori_shape == (H, W)
     assert s.gt.masks.shape == (3, 60, 60)
     assert s.gt.boxes[1].tolist() == pytest.approx([30, 10, 45, 30])
@@ -271,12 +272,11 @@ def test_dataset_pickles_and_loads_in_workers_deterministically(shapes_root):
 
     pipe = [
         T.PhotometricDistort(),
-        T.Expand(),
+        T.Expand(fill=(123.68, 116.78, 103.94)),
         T.RandomSampleCrop(),
         T.RandomMirror(),
         T.Resize(48),
         T.FilterSmallBoxes(2),
-        T.Normalize(),
     ]
     ds = CocoInstanceDataset(
         str(shapes_root / "annotations" / "instances_train.json"),

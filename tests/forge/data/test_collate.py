@@ -9,12 +9,12 @@ from forge.data.collate import collate_detection
 from forge.data.structures import DetSample, ImageMeta, Instances
 
 
-def item(h: int, w: int, n: int, masks: bool = True, value: float = 1.0) -> dict:
+def item(h: int, w: int, n: int, masks: bool = True, value: float = 1.0, dtype: torch.dtype = torch.float32) -> dict:
     boxes = torch.tensor([[1.0, 1.0, 3.0, 3.0]] * n).reshape(-1, 4)
     m = torch.ones((n, h, w), dtype=torch.bool) if masks else None
     gt = Instances(boxes=boxes, labels=torch.zeros(n, dtype=torch.long), masks=m, ann_ids=torch.arange(n))
     meta = ImageMeta(image_id=n, ori_shape=(h, w), img_shape=(h, w), pad_shape=(h, w))
-    return dict(inputs=torch.full((3, h, w), value), data_samples=DetSample(meta=meta, gt=gt))
+    return dict(inputs=torch.full((3, h, w), value, dtype=dtype), data_samples=DetSample(meta=meta, gt=gt))
 
 
 def test_same_size_stacks():
@@ -50,3 +50,16 @@ def test_bad_items_raise():
         collate_detection([])
     with pytest.raises(TypeError):
         collate_detection([dict(inputs=torch.zeros(3, 2, 2))])
+
+
+def test_pixel_dtype_is_kept():
+    u8 = torch.uint8
+    # uint8 pixel values stay uint8 (4x less to pin and copy); the model's data preprocessor casts and normalises
+    same = collate_detection([item(4, 4, 1, value=7, dtype=u8), item(4, 4, 0, value=9, dtype=u8)])
+    assert same["inputs"].dtype == u8 and same["inputs"][1].eq(9).all()
+    padded = collate_detection([item(4, 4, 1, value=7, dtype=u8), item(2, 3, 0, value=9, dtype=u8)])
+    assert padded["inputs"].dtype == u8 and padded["inputs"][1, :, 2:].eq(0).all()
+    mixed = collate_detection([item(4, 4, 1, value=7, dtype=u8), item(4, 4, 0, value=2.5)])
+    assert mixed["inputs"].dtype == torch.float32 and mixed["inputs"][1].eq(2.5).all()
+    frac = collate_detection([item(4, 4, 1, value=7, dtype=u8), item(2, 2, 0, value=1, dtype=u8)], pad_value=0.5)
+    assert frac["inputs"].dtype == torch.float32 and frac["inputs"][1, :, 3, 3].eq(0.5).all()

@@ -146,7 +146,7 @@ def test_dataset_configs_compose_and_build(shapes):
     from tests.forge.helpers import compose_cfg
 
     out, _ = shapes
-    cfg = compose_cfg(["dataset=shapes", f"dataset.root={out}", "dataset.img_size=64"])
+    cfg = compose_cfg(["dataset=shapes", "pipeline=yolact_shapes", f"dataset.root={out}", "pipeline.img_size=64"])
     train = instantiate(cfg.dataset.train, _convert_="partial")
     val = instantiate(cfg.dataset.test, _convert_="partial")
     assert len(train) == N_TRAIN and len(val) == N_VAL
@@ -154,8 +154,8 @@ def test_dataset_configs_compose_and_build(shapes):
     np.random.seed(0)
     batch = get_method(cfg.dataset.collate_fn)([train[0], val[0]])
     assert batch["inputs"].shape == (2, 3, 64, 64)
-    for name in ("coco", "lvis", "crowdhuman"):
-        c = OmegaConf.to_container(compose_cfg([f"dataset={name}"]).dataset, resolve=True)
+    for name, pipeline in (("coco", "yolact_ssd"), ("lvis", "yolact_ssd"), ("crowdhuman", "crowddet")):
+        c = OmegaConf.to_container(compose_cfg([f"dataset={name}", f"pipeline={pipeline}"]).dataset, resolve=True)
         for split in ("train", "val", "test"):
             node = c[split]
             assert get_method(node["_target_"]) and node["ann_file"].startswith(c["root"])

@@ -1,4 +1,4 @@
-"""Transforms keep image, boxes and masks consistent; geometry, filtering and normalisation are exact."""
+"""Transforms keep image, boxes and masks consistent; geometry, filtering and pixel dtypes are exact."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from forge.data import transforms as T
 from forge.data.shapes import render_image
 from forge.data.structures import ImageMeta, Instances
 from forge.ops.masks import masks_to_boxes
+
+FILL = (123.68, 116.78, 103.94)  # a fractional fill colour, as YOLACT's mean
 
 
 def shapes_sample(seed: int, size: int = 96, crowd_first: bool = False) -> dict:
@@ -58,7 +60,7 @@ def assert_aligned(sample: dict) -> None:
 
 ALL = [
     T.PhotometricDistort(),
-    T.Expand(prob=1.0),
+    T.Expand(fill=FILL, prob=1.0),
     T.RandomSampleCrop(),
     T.RandomMirror(prob=1.0),
     T.Resize(150),
@@ -81,7 +83,7 @@ def test_yolact_pipeline_keeps_boxes_on_masks(seed):
     pipe = T.Compose(
         [
             T.PhotometricDistort(),
-            T.Expand(),
+            T.Expand(fill=FILL),
             T.RandomSampleCrop(),
             T.RandomMirror(),
             T.Resize(128),
@@ -98,7 +100,8 @@ def test_yolact_pipeline_keeps_boxes_on_masks(seed):
 
 
 def test_pipeline_is_deterministic_under_numpy_seed():
-    pipe = T.Compose([T.PhotometricDistort(), T.Expand(), T.RandomSampleCrop(), T.RandomMirror(), T.Resize(64)])
+    pipe = T.Compose([T.PhotometricDistort(), T.Expand(fill=FILL), T.RandomSampleCrop(), T.RandomMirror(),
+                      T.Resize(64)])
     outs = []
     for _ in range(2):
         np.random.seed(123)
@@ -214,24 +217,71 @@ def test_filter_small_boxes_is_strict_and_keeps_alignment():
     assert len(T.FilterSmallBoxes(100)(coord_sample())["gt"]) == 0
 
 
-def test_normalize_channel_orders():
-    s = coord_sample(h=2, w=2)
-    s["img"][:] = np.array(T.YOLACT_MEAN_RGB, dtype=np.float32)
-    s["img"][0, 0] = [123.68 + 58.40, 116.78, 103.94]  # one std more red
-    out = T.Normalize(T.YOLACT_MEAN_RGB, T.YOLACT_STD_RGB)(s)
-    assert np.allclose(out["img"][1, 1], 0, atol=1e-5)
-    assert np.allclose(out["img"][0, 0], [1, 0, 0], atol=1e-5)
-    assert out["meta"].extra["channel_order"] == "RGB"
-    # BGR output with YOLACT's BGR-listed constants: the same numbers, channels reversed
-    s2 = coord_sample(h=2, w=2)
-    s2["img"][:] = np.array(T.YOLACT_MEAN_RGB, dtype=np.float32)
-    s2["img"][0, 0] = [123.68 + 58.40, 116.78, 103.94]
-    out2 = T.Normalize((103.94, 116.78, 123.68), (57.38, 57.12, 58.40), to_bgr=True)(s2)
-    assert np.allclose(out2["img"][0, 0], [0, 0, 1], atol=1e-5)
-    assert out2["meta"].extra["channel_order"] == "BGR"
-    assert out2["img"].dtype == np.float32
-    with pytest.raises(ValueError):
-        T.Normalize(std=(1, 0, 1))
+def test_normalize_is_refused_with_the_new_place_named():
+    # datasets never normalise: an old config's Normalize step fails at once instead of normalising twice
+    with pytest.raises(TypeError, match="model.data_preprocessor.*forge.models.ImagePreprocessor"):
+        T.Normalize(mean=FILL, std=(58.40, 57.12, 57.38), to_bgr=False)
+
+
+def test_no_paper_constant_in_the_constructors():
+    # sizes, thresholds and fill colours are the paper's pipeline's (forge/configs/pipeline/), not defaults
+    with pytest.raises(TypeError):
+        T.Expand()
+    with pytest.raises(TypeError):
+        T.FilterSmallBoxes()
+    with pytest.raises(ValueError, match="give size or short_side"):
+        T.Resize()
+    assert T.RandomSampleCrop().enforce_min_iou  # SSD's minimum-IoU test; YOLACT's no-op copy is its config's
+    with pytest.raises(ValueError, match="fill must be pixel values"):
+        T.Expand(fill=(0.0, 0.0, 300.0))
+
+
+def _uint8_sample(h: int = 30, w: int = 40) -> dict:
+    s = coord_sample(h, w, boxes=((5, 5, 20, 25),))
+    s["img"] = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    return s
+
+
+def test_uint8_images_stay_uint8_where_nothing_is_computed_in_float():
+    np.random.seed(0)
+    assert T.RandomMirror(prob=1.0)(_uint8_sample())["img"].dtype == np.uint8
+    assert T.Expand(fill=(0, 128, 255), prob=1.0)(_uint8_sample())["img"].dtype == np.uint8
+    for seed in range(5):
+        np.random.seed(seed)
+        assert T.RandomSampleCrop()(_uint8_sample())["img"].dtype == np.uint8
+    # a fractional fill colour is kept exact on a float canvas
+    np.random.seed(0)
+    out = T.Expand(fill=FILL, ratio_range=(2.0, 2.0), prob=1.0)(_uint8_sample())["img"]
+    assert out.dtype == np.float32 and np.allclose(out[-1, -1], FILL)
+    assert T.PhotometricDistort()(_uint8_sample())["img"].dtype == np.float32
+    for t in (T.Resize(8), T.Expand(fill=FILL, prob=1.0), T.PhotometricDistort()):
+        with pytest.raises(TypeError, match="uint8 or float32"):
+            t(dict(_uint8_sample(), img=np.zeros((4, 4, 3), np.float64)))
+
+
+def test_resize_of_uint8_rounds_the_float_resize_unless_keep_float():
+    s = _uint8_sample()
+    ref = torch.nn.functional.interpolate(torch.from_numpy(s["img"]).permute(2, 0, 1)[None].float(), (17, 23),
+                                          mode="bilinear", align_corners=False)[0].permute(1, 2, 0).numpy()
+    rounded = T.Resize((17, 23))(_uint8_sample())["img"]
+    assert rounded.dtype == np.uint8 and np.array_equal(rounded, np.rint(ref).astype(np.uint8))
+    kept = T.Resize((17, 23), keep_float=True)(_uint8_sample())["img"]
+    assert kept.dtype == np.float32 and np.array_equal(kept, ref)
+    same = T.Resize((30, 40), keep_float=True)(_uint8_sample())["img"]  # nothing to interpolate: returned as is
+    assert same.dtype == np.uint8 and np.array_equal(same, _uint8_sample()["img"])
+
+
+def test_crop_clips_further_boxes_to_the_patch_instead_of_inverting_them():
+    # CrowdHuman's visible boxes move with the full boxes; one lying outside the patch becomes zero-size, not inverted
+    np.random.seed(3)
+    s = coord_sample(boxes=((20, 15, 60, 45),))
+    s["extra_boxes"] = dict(vbox=torch.tensor([[0.0, 0.0, 4.0, 4.0]]))
+    out = T.RandomSampleCrop(min_ious=(float("-inf"),), min_scale=0.5)(s)
+    h, w = out["img"].shape[:2]
+    v = out["extra_boxes"]["vbox"][0]
+    assert (h, w) != (60, 80)
+    assert float(v[2]) >= float(v[0]) and float(v[3]) >= float(v[1])
+    assert 0 <= float(v.min()) and float(v[0::2].max()) <= w and float(v[1::2].max()) <= h
 
 
 def test_hsv_round_trip_matches_colorsys():
@@ -265,7 +315,8 @@ def test_box_only_samples_pass_through_geometric_transforms():
     s = coord_sample(boxes=((10, 10, 50, 50),))
     s["gt"] = Instances(boxes=s["gt"].boxes, labels=s["gt"].labels)
     np.random.seed(1)
-    out = T.Compose([T.Expand(prob=1.0), T.RandomSampleCrop(), T.RandomMirror(prob=1.0), T.Resize(32)])(s)
+    out = T.Compose([T.Expand(fill=FILL, prob=1.0), T.RandomSampleCrop(), T.RandomMirror(prob=1.0),
+                     T.Resize(32)])(s)
     assert out["gt"].masks is None and out["img"].shape == (32, 32, 3)
     b = out["gt"].boxes
     assert bool((b[:, 2] > b[:, 0]).all()) and float(b.min()) >= 0 and float(b.max()) <= 32
