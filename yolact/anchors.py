@@ -8,10 +8,14 @@ actual input, exactly as the original. Order: level, row ``y``, column ``x``, sc
 ``square=True`` reproduces the official YOLACT quirk (``use_square_anchors``, "backward compatibility with a bug")
 that sets ``h = w``: the three "ratios" become squares of side ``s * sqrt(r)`` (17/24/34 px for s = 24). The released
 YOLACT weights were trained that way; YOLACT++ uses real rectangles and three scales ``s * 2**(j/3)`` per level.
+
+:func:`cached_anchors` keeps the anchors of the last few input shapes (an LRU of ``ANCHOR_CACHE_SIZE`` entries):
+a fixed training size hits every time, while inference on images of ever new sizes cannot grow memory.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -62,3 +66,27 @@ def make_anchors(
         centers = torch.stack([cxx, cyy], -1).reshape(-1, 1, 2).expand(-1, wh.shape[0], 2)
         out.append(torch.cat([centers, wh[None].expand(h * w, -1, -1)], -1).reshape(-1, 4))
     return torch.cat(out).float().to(device)
+
+
+ANCHOR_CACHE_SIZE = 8  # input shapes whose anchors are kept (per process, all models together)
+
+
+def cached_anchors(
+    feature_shapes: Sequence[tuple[int, int]],
+    scales: Sequence[Sequence[float]],
+    aspect_ratios: Sequence[float],
+    max_size: int,
+    square: bool,
+    device: torch.device | str,
+) -> Tensor:
+    """:func:`make_anchors` through a bounded LRU cache (the same arguments); the result is shared: do not modify it
+    in place."""
+    key_shapes = tuple((int(h), int(w)) for h, w in feature_shapes)
+    key_scales = tuple(tuple(float(s) for s in level) for level in scales)
+    return _cached(key_shapes, key_scales, tuple(float(r) for r in aspect_ratios), int(max_size), bool(square),
+                   torch.device(device))
+
+
+@functools.lru_cache(maxsize=ANCHOR_CACHE_SIZE)
+def _cached(feature_shapes, scales, aspect_ratios, max_size, square, device) -> Tensor:
+    return make_anchors(feature_shapes, scales, aspect_ratios, max_size, square, device)

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from forge.data.structures import DetSample, ImageMeta
 from forge.precision import float32_region
 
-from .anchors import level_scales, make_anchors
+from .anchors import cached_anchors, level_scales
 from .backbone import build_backbone
 from .fpn import FPN
 from .head import PredictionHead, SemanticHead
@@ -131,7 +131,6 @@ class Yolact(BaseModel):
         if autocast_dtype is not None:
             raise ValueError(f"Yolact: autocast_dtype={autocast_dtype!r} was replaced by runtime.precision "
                              f"(fp32 | bf16 | fp16 | auto): remove model.autocast_dtype and set runtime.precision")
-        self._anchor_cache: dict = {}
         # the ImageNet backbone is read in init_weights(), which the runner calls before training: a model built to
         # test or run a trained checkpoint must not need the backbone file
         self._init_head_weights()
@@ -165,12 +164,9 @@ class Yolact(BaseModel):
 
     # ------------------------------------------------------------------ network
     def anchors(self, shapes: Sequence[tuple[int, int]], device: torch.device) -> Tensor:
-        """``(A, 4)`` cxcywh anchors for the pyramid grid ``shapes`` (cached)."""
-        key = (tuple(shapes), str(device))
-        if key not in self._anchor_cache:
-            self._anchor_cache[key] = make_anchors(shapes, self.scales, self.aspect_ratios, self.max_size,
-                                                   self.square_anchors, device)
-        return self._anchor_cache[key]
+        """``(A, 4)`` cxcywh anchors for the pyramid grid ``shapes`` (a bounded LRU cache shared by all models,
+        :func:`yolact.anchors.cached_anchors`: new input sizes at inference do not grow memory)."""
+        return cached_anchors(shapes, self.scales, self.aspect_ratios, self.max_size, self.square_anchors, device)
 
     def forward_tensor(self, inputs: Tensor, with_semantic: bool = False) -> dict[str, Tensor]:
         """Raw network outputs (no post-processing).

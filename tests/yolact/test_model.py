@@ -159,3 +159,28 @@ def test_training_on_box_only_data_names_the_image():
     sample = DetSample(meta=ImageMeta(image_id=42, file_name="val/000042.png"), gt=gt)
     with pytest.raises(ValueError, match=r"image 42 \(val/000042\.png\) has no GT masks"):
         net(torch.zeros(1, 3, 64, 64), [sample], mode="loss")
+
+
+def test_anchor_cache_is_a_bounded_lru():
+    """Inference on images of ever new sizes must not grow memory: the anchors of at most ANCHOR_CACHE_SIZE input
+    shapes are kept, the most recently used ones, and a hit returns the stored tensor."""
+    from yolact.anchors import ANCHOR_CACHE_SIZE, _cached, make_anchors
+
+    net = build_official("yolact_resnet50", num_classes=3)
+    _cached.cache_clear()
+    first = [(16, 20), (8, 10), (4, 5), (2, 3), (1, 2)]
+    kept = net.anchors(first, torch.device("cpu"))
+    torch.testing.assert_close(kept, make_anchors(first, net.scales, net.aspect_ratios, net.max_size, True))
+    for i in range(3 * ANCHOR_CACHE_SIZE):
+        shapes = [(10 + i, 11 + i), (5, 6), (3, 3), (2, 2), (1, 1)]
+        assert net.anchors(shapes, "cpu").shape[0] == 3 * sum(h * w for h, w in shapes)
+        if i % 2 == 0:  # kept in use: stays cached
+            assert net.anchors(first, "cpu") is kept
+    info = _cached.cache_info()
+    assert info.currsize == ANCHOR_CACHE_SIZE and info.maxsize == ANCHOR_CACHE_SIZE
+    assert net.anchors(first, "cpu") is kept  # most recently used, never evicted
+    net.anchors([(40, 40), (5, 6), (3, 3), (2, 2), (1, 1)], "cpu")
+    evicted = [(10, 11), (5, 6), (3, 3), (2, 2), (1, 1)]  # the oldest: recomputed on the next call
+    misses = _cached.cache_info().misses
+    net.anchors(evicted, "cpu")
+    assert _cached.cache_info().misses == misses + 1
