@@ -1,53 +1,73 @@
-"""Settings of the six released YOLACT / YOLACT++ models (the original's ``data/config.py``, re-expressed as
-constructor arguments of :class:`yolact.model.Yolact`), and the COCO class list they were trained on.
+"""The six released YOLACT / YOLACT++ models, read from their Hydra configs, and the COCO class list they were
+trained on, read from the COCO dataset config: one source each.
 
-``yolact.convert.build_official(name)`` returns the network with those settings;
-``forge/configs/model/yolact/<name>.yaml`` spell the same arguments for Hydra. Official checkpoint files:
-``<name>_54_800000.pth`` (``yolact_im700_54_800000.pth`` ...).
+``forge/configs/model/yolact/<name>.yaml`` spell the original's ``data/config.py`` as constructor arguments of
+:class:`yolact.model.Yolact`; :data:`OFFICIAL_MODELS` holds the architecture arguments of those files (what a
+released checkpoint needs to be rebuilt; test-time settings keep the constructor's defaults, which equal the files').
+``yolact.convert.build_official(name)`` returns the network. Official checkpoint files: ``<name>_54_800000.pth``
+(``yolact_im700_54_800000.pth`` ...). Classes: ``forge/configs/dataset/coco.yaml`` ``classes``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
-BASE_SCALES = (24, 48, 96, 192, 384)
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
-_YOLACT = dict(
-    backbone="resnet101", num_classes=80, max_size=550, anchor_scales=BASE_SCALES, scales_per_octave=1,
-    aspect_ratios=(1.0, 0.5, 2.0), square_anchors=True, dcn_layers=(0, 0, 0, 0), dcn_interval=1, use_maskiou=False,
-)
-_PLUS = dict(_YOLACT, square_anchors=False, scales_per_octave=3, use_maskiou=True)
+import forge
 
-OFFICIAL_MODELS: dict[str, dict[str, Any]] = {
-    "yolact_base": dict(_YOLACT),
-    "yolact_resnet50": dict(_YOLACT, backbone="resnet50"),
-    "yolact_darknet53": dict(_YOLACT, backbone="darknet53"),
-    # scales are int(s / 550 * 700) as in the original
-    "yolact_im700": dict(_YOLACT, max_size=700, anchor_scales=tuple(int(s / 550 * 700) for s in BASE_SCALES)),
-    "yolact_plus_base": dict(_PLUS, dcn_layers=(0, 4, 23, 3), dcn_interval=3),
-    "yolact_plus_resnet50": dict(_PLUS, backbone="resnet50", dcn_layers=(0, 4, 6, 3), dcn_interval=1),
-}
+CONFIG_DIR = Path(forge.__file__).resolve().parent / "configs"  # shipped inside the package
+MODEL_CONFIG_DIR = CONFIG_DIR / "model" / "yolact"
+COCO_CONFIG = CONFIG_DIR / "dataset" / "coco.yaml"
 
-# training-only differences between the official configs (loss group)
-MASKS_TO_TRAIN = {"yolact_im700": 300}
+# the released models: the names of dbolya/yolact's configs and checkpoint files
+OFFICIAL_NAMES = ("yolact_base", "yolact_resnet50", "yolact_darknet53", "yolact_im700", "yolact_plus_base",
+                  "yolact_plus_resnet50")
+# constructor arguments that define the architecture (and, for max_size and the anchors, the released weights' input)
+ARCHITECTURE_KEYS = ("backbone", "max_size", "anchor_scales", "scales_per_octave", "aspect_ratios", "square_anchors",
+                     "dcn_layers", "dcn_interval", "use_maskiou", "num_prototypes", "fpn_channels", "semantic_head")
 
-COCO_CLASSES = (
-    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat", "traffic light",
-    "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog", "horse", "sheep", "cow",
-    "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella", "handbag", "tie", "suitcase", "frisbee",
-    "skis", "snowboard", "sports ball", "kite", "baseball bat", "baseball glove", "skateboard", "surfboard",
-    "tennis racket", "bottle", "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple",
-    "sandwich", "orange", "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch",
-    "potted plant", "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote", "keyboard", "cell phone",
-    "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase", "scissors", "teddy bear",
-    "hair drier", "toothbrush",
-)
-# contiguous label -> COCO category id (ids 12, 26, 29, 30, 45, 66, 68, 69, 71, 83 are unused by COCO)
+
+def _literal(cfg: DictConfig, key: str, path: Path) -> Any:
+    if key not in cfg:
+        raise KeyError(f"{path}: no {key!r}")
+    if OmegaConf.is_interpolation(cfg, key):
+        raise ValueError(f"{path}: {key} = {OmegaConf.to_container(cfg, resolve=False)[key]!r} is an interpolation; "
+                         f"a released model's {key} must be a literal value (the checkpoint needs exactly it)")
+    value = cfg[key]
+    return tuple(value) if isinstance(value, ListConfig) else value
+
+
+def _coco_classes() -> tuple[str, ...]:
+    cfg = OmegaConf.load(COCO_CONFIG)
+    classes = tuple(_literal(cfg, "classes", COCO_CONFIG))
+    if _literal(cfg, "num_classes", COCO_CONFIG) != len(classes):
+        raise ValueError(f"{COCO_CONFIG}: num_classes = {cfg.num_classes} but {len(classes)} classes")
+    return classes
+
+
+def _official_models() -> Mapping[str, Mapping[str, Any]]:
+    models = {}
+    for name in OFFICIAL_NAMES:
+        path = MODEL_CONFIG_DIR / f"{name}.yaml"
+        cfg = OmegaConf.load(path)
+        kwargs = {key: _literal(cfg, key, path) for key in ARCHITECTURE_KEYS}
+        models[name] = MappingProxyType(dict(kwargs, num_classes=len(COCO_CLASSES)))  # trained on COCO
+    return MappingProxyType(models)
+
+
+COCO_CLASSES: tuple[str, ...] = _coco_classes()
+# contiguous label -> COCO category id (ids 12, 26, 29, 30, 45, 66, 68, 69, 71, 83 are unused by COCO); the dataset
+# itself takes the ids from its annotation file, so this is only for writing results of the released models
 COCO_CATEGORY_IDS = tuple(i for i in range(1, 91) if i not in (12, 26, 29, 30, 45, 66, 68, 69, 71, 83))
+OFFICIAL_MODELS: Mapping[str, Mapping[str, Any]] = _official_models()
 
 
 def official_kwargs(name: str) -> dict[str, Any]:
-    """Constructor arguments of an official model; raises with the known names otherwise."""
+    """Constructor arguments of an official model (a fresh dict); raises with the known names otherwise."""
     if name not in OFFICIAL_MODELS:
         raise KeyError(f"unknown YOLACT model {name!r}; known: {', '.join(OFFICIAL_MODELS)}")
     return dict(OFFICIAL_MODELS[name])
