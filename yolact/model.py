@@ -14,18 +14,21 @@ other resizings work (grids follow the input size) but anchor sizes stay relativ
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
+from mmengine.logging import print_log
 from mmengine.model import BaseModel
 from torch import Tensor, nn
 
+from forge.config import ConfigError
 from forge.data.structures import DetSample, ImageMeta
 from forge.precision import float32_region
 
 from .anchors import cached_anchors, level_scales
-from .backbone import build_backbone
+from .backbone import BACKBONE_REQUIRED, BACKBONE_SCRATCH, build_backbone, missing_backbone_message
 from .fpn import FPN
 from .head import PredictionHead, SemanticHead
 from .keymaps import convert_state_dict, is_official
@@ -54,8 +57,12 @@ class Yolact(BaseModel):
         semantic_head: build the training-only semantic segmentation head on P3.
         loss: loss module (``configs/loss/yolact*.yaml``); default ``YolactLoss()``.
         backbone_checkpoint: ImageNet weights for the backbone (torchvision layout for ResNet, the original
-            ``darknet53.pth`` for DarkNet), loaded by :meth:`init_weights`.
-        freeze_bn: freeze backbone BatchNorm (the original does so below 6 images per GPU).
+            ``darknet53.pth`` for DarkNet), loaded by :meth:`init_weights` (training only; building a model to
+            test or run a checkpoint never reads it). ``'required'`` (the paper rows' configs): training stops at
+            once, naming the file to get and the override (:data:`yolact.backbone.IMAGENET_FILES`);
+            ``'scratch'`` or None: a random backbone, on purpose.
+        freeze_bn: freeze backbone BatchNorm (the original does so below 6 images per GPU; with a random backbone
+            that freezes random statistics, which :meth:`init_weights` warns about).
         conf_thresh: candidates need a best foreground score above this (0.05).
         nms: ``'fast'`` (per-class Fast NMS, the original), ``'cc_fast'`` (class-agnostic) or ``'standard'``.
         nms_iou: NMS IoU threshold (0.5).
@@ -113,6 +120,9 @@ class Yolact(BaseModel):
         self.scales = level_scales(anchor_scales, scales_per_octave)
         self.aspect_ratios, self.square_anchors = tuple(aspect_ratios), square_anchors
         self.num_anchors = scales_per_octave * len(aspect_ratios)
+        if backbone_checkpoint is not None and (not isinstance(backbone_checkpoint, str) or not backbone_checkpoint):
+            raise ValueError(f"Yolact: backbone_checkpoint must be a file, {BACKBONE_SCRATCH!r}, {BACKBONE_REQUIRED!r} "
+                             f"or None, got {backbone_checkpoint!r}")
         self.backbone_checkpoint = backbone_checkpoint
         self.backbone = build_backbone(backbone, dcn_layers, dcn_interval, freeze_bn)
         self.fpn = FPN(self.backbone.out_channels, fpn_channels, num_extra=2, relu_outputs=True)
@@ -157,10 +167,20 @@ class Yolact(BaseModel):
 
     def init_weights(self) -> None:
         """Initialisation for training (the runner calls it before ``load_from`` / resume): the head initialisation,
-        then the ImageNet backbone checkpoint if one was given."""
+        then the ImageNet backbone checkpoint. Raises, naming the file to get, when the config says it is
+        ``'required'`` and none was given."""
         self._init_head_weights()
-        if self.backbone_checkpoint:
-            self.backbone.load_imagenet(self.backbone_checkpoint)
+        if self.backbone_checkpoint == BACKBONE_REQUIRED:  # ConfigError: forge-train exits with this one line
+            raise ConfigError(f"Yolact ({self.backbone_name}): {missing_backbone_message(self.backbone_name)} "
+                              "(this attempt left only its config and log in the work dir: add overwrite=true)")
+        if self.backbone_checkpoint in (None, BACKBONE_SCRATCH):
+            if getattr(self.backbone, "freeze_bn", False):
+                print_log(f"Yolact: model.freeze_bn is on but the {self.backbone_name} backbone starts from random "
+                          "weights (model.backbone_checkpoint=scratch): its BatchNorm keeps its initial statistics "
+                          "unless load_from brings trained ones; set model.freeze_bn=false to train it",
+                          logger="current", level=logging.WARNING)
+            return
+        self.backbone.load_imagenet(self.backbone_checkpoint)
 
     # ------------------------------------------------------------------ network
     def anchors(self, shapes: Sequence[tuple[int, int]], device: torch.device) -> Tensor:
