@@ -21,6 +21,29 @@ from .keymaps import map_darknet_key
 
 RESNET_DEPTHS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
 
+# The ImageNet initialisation of each backbone: the files the official YOLACT trains from (its README's backbone
+# links; the ResNet-50 one is torchvision's legacy file), and torchvision's for ResNet-18/34. Any torchvision-layout
+# ImageNet ResNet loads (``fc`` is ignored), e.g. torchvision's current resnet101-63fe2227.pth.
+IMAGENET_FILES = {
+    "resnet18": "resnet18-f37072fd.pth (torchvision's ImageNet ResNet-18)",
+    "resnet34": "resnet34-b627a593.pth (torchvision's ImageNet ResNet-34)",
+    "resnet50": "resnet50-19c8e357.pth (torchvision's ImageNet ResNet-50, as the official YOLACT uses)",
+    "resnet101": "resnet101_reducedfc.pth (the official YOLACT's ImageNet ResNet-101; torchvision's "
+                 "resnet101-63fe2227.pth loads too)",
+    "darknet53": "darknet53.pth (the official YOLACT's ImageNet DarkNet-53)",
+}
+# ``backbone_checkpoint`` values that are not files: the paper rows' placeholder, and training from scratch on purpose
+BACKBONE_REQUIRED = "required"
+BACKBONE_SCRATCH = "scratch"
+
+
+def missing_backbone_message(name: str) -> str:
+    """What to do when a model that needs an ImageNet backbone (``backbone_checkpoint: required``) is trained."""
+    what = IMAGENET_FILES.get(name, f"an ImageNet {name}")
+    return (f"model.backbone_checkpoint is required to train this model: the paper starts from an ImageNet "
+            f"backbone. Get {what} and set model.backbone_checkpoint=weights/{what.split(' ')[0]}; to train from a "
+            f"random backbone on purpose set model.backbone_checkpoint={BACKBONE_SCRATCH} model.freeze_bn=false")
+
 
 def dcn_blocks(num_blocks: int, dcn_layers: int, dcn_interval: int) -> list[bool]:
     """Which blocks of a stage get a deformable ``conv2`` (the rule of the official YOLACT++ backbone).

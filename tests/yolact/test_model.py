@@ -120,7 +120,6 @@ def test_hydra_model_configs_build_the_original_networks(name):
         "loss": OmegaConf.load(ROOT / "forge/configs/loss" / ("yolact_plus.yaml" if "plus" in name else "yolact.yaml")),
         "model": OmegaConf.load(ROOT / "forge/configs/model/yolact" / f"{name}.yaml"),
     })
-    cfg.model.backbone_checkpoint = None  # not read when building (init_weights reads it, before training)
     with torch.device("meta"):
         net = instantiate(cfg.model, _convert_="partial")
     manifest, _ = load_case(name)

@@ -20,14 +20,10 @@ from tests.forge.helpers import compose_cfg
 from yolact.backbone import ResNetBackbone, build_backbone
 
 ROOT = Path(__file__).resolve().parents[2]
-ROWS = {  # experiment -> (model config, loss config, paper mask AP test-dev, fps Titan Xp)
-    "r50_550_coco": ("yolact_resnet50", "yolact", 28.2, 42.5),
-    "darknet53_550_coco": ("yolact_darknet53", "yolact", 28.7, 40.0),
-    "r101_550_coco": ("yolact_base", "yolact", 29.8, 33.5),
-    "r101_700_coco": ("yolact_im700", "yolact", 31.2, 23.6),
-    "plus_r50_550_coco": ("yolact_plus_resnet50", "yolact_plus", 34.1, 33.5),
-    "plus_r101_550_coco": ("yolact_plus_base", "yolact_plus", 34.6, 27.3),
-}
+# the paper rows; what their configs build (network, schedule as stepped, BN freezing, the required ImageNet
+# backbone) is tested in test_paper_rows.py
+ROWS = ("r50_550_coco", "darknet53_550_coco", "r101_550_coco", "r101_700_coco", "plus_r50_550_coco",
+        "plus_r101_550_coco")
 
 
 def test_every_experiment_file_is_named_by_its_path():
@@ -40,27 +36,12 @@ def test_every_experiment_file_is_named_by_its_path():
 
 
 @pytest.mark.parametrize("row", sorted(ROWS))
-def test_paper_rows_compose_with_the_original_schedule(row):
-    model, loss, ap, fps = ROWS[row]
+def test_paper_rows_compose_with_the_coco_data_and_the_original_pipeline(row):
     cfg = compose_cfg([f"experiment=yolact/{row}"])
     assert cfg.experiment_name == f"yolact/{row}"
-    assert cfg.paper.mask_AP_test_dev == ap and cfg.paper.fps_titan_xp == fps
-    assert cfg.dataset.name == "coco" and cfg.model.num_classes == 80
-    assert cfg.model._target_ == "yolact.model.Yolact"
-    assert OmegaConf.to_container(cfg.model, resolve=False)["backbone"] == OmegaConf.load(
-        ROOT / f"forge/configs/model/yolact/{model}.yaml").backbone
-    assert cfg.model.use_maskiou == ("plus" in row)
-    s = cfg.schedule
-    assert (s.lr, s.batch_size, s.base_batch_size, s.max_iters, s.by_epoch) == (1e-3, 8, 8, 800_000, False)
-    assert s.decay_1d is True and s.optimizer.weight_decay == 5e-4  # the original decays BN and biases too
-    assert (s.optimizer._target_, s.optimizer.momentum, s.optimizer.weight_decay) == ("torch.optim.SGD", 0.9, 5e-4)
-    warmup, steps = s.schedulers
-    assert (warmup.start_factor, warmup.end) == (0.1, 500)
-    assert list(steps.milestones) == [280_000, 600_000, 700_000, 750_000] and steps.gamma == 0.1
+    assert cfg.dataset.name == "coco" and cfg.model._target_ == "yolact.model.Yolact"
     assert cfg.dataset.evaluator[0].metric == ["bbox", "segm"]
     assert cfg.dataset.evaluator[0].ann_file == cfg.dataset.val.ann_file
-    if row == "r101_700_coco":
-        assert cfg.pipeline.img_size == 700 and cfg.model.max_size == 700 and cfg.loss.masks_to_train == 300
     # the original's SSDAugmentation, quirks included: annotation boxes scaled and clipped (not refitted to masks),
     # its 4/550 box filter applied to pixel boxes, Expand filled with its mean colour even for DarkNet's /255 input,
     # its no-op minimum-IoU crop test, float images; no normalisation (the model's data preprocessor does it)
