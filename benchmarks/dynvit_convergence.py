@@ -51,9 +51,10 @@ def run_one(variant: str, seed: int, args, work_dir: str) -> dict:
     if args.dataset == "folder":
         overrides += [
             "dataset=folder",
+            "pipeline=timm_default",
             f"dataset.root={args.root}",
             f"dataset.num_classes={args.num_classes}",
-            f"dataset.img_size={args.img_size}",
+            f"pipeline.img_size={args.img_size}",
             "dataset.in_chans=3",
         ]
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
