@@ -17,6 +17,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from forge.inference import safe_load
+
 from .configs import OFFICIAL_MODELS, official_kwargs
 from .keymaps import (  # noqa: F401  (re-exported: the converter's public API)
     convert_state_dict,
@@ -30,8 +32,6 @@ from .model import Yolact
 
 def read_checkpoint(path: str) -> tuple[dict[str, Tensor], dict]:
     """``(state_dict, meta)`` of an official ``.pth``, a file written by this converter or an mmengine checkpoint."""
-    from forge.inference import safe_load
-
     obj = safe_load(path)  # also our mmengine checkpoints (message-hub entries beside the weights)
     meta: dict = {}
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
