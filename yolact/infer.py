@@ -13,8 +13,9 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 import torch
@@ -49,10 +50,40 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _image_id(path: str, index: int) -> int:
-    stem = Path(path).stem
-    digits = stem.split("_")[-1]
-    return int(digits) if digits.isdigit() else index
+def image_ids(paths: Sequence[str]) -> list[int]:
+    """Image ids of the ``--json`` results, all different: the number ending each file name (``000000000139.jpg``
+    -> 139, as COCO names its images) when every image has one and no two share it, else 1..N in the given order
+    (two images of one name in different folders, or one image given twice, must not merge their detections)."""
+    digits = [Path(p).stem.split("_")[-1] for p in paths]
+    if all(d.isdigit() for d in digits) and len({int(d) for d in digits}) == len(paths):
+        return [int(d) for d in digits]
+    return list(range(1, len(paths) + 1))
+
+
+def output_names(paths: Sequence[str]) -> list[str]:
+    """``<stem>.png`` per image, ``<stem>_2.png``, ... for repeated stems, so no drawing overwrites another."""
+    seen: dict[str, int] = {}
+    names = []
+    for p in paths:
+        stem = Path(p).stem
+        seen[stem] = seen.get(stem, 0) + 1
+        names.append(f"{stem}.png" if seen[stem] == 1 else f"{stem}_{seen[stem]}.png")
+    return names
+
+
+def _fail(message: str) -> NoReturn:
+    """One line on stderr and exit status 2, as every forge command on bad input (no traceback)."""
+    print(f"error: forge-infer yolact: {message}", file=sys.stderr, flush=True)
+    sys.exit(2)
+
+
+def _read_image(path: str) -> np.ndarray:
+    """``(H, W, 3)`` uint8 RGB; an unreadable file ends the command naming it."""
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"))
+    except (OSError, ValueError) as err:  # missing, not an image, truncated
+        _fail(f"cannot read image {path!r}: {err}")
 
 
 def _run_categories(cfg, num_classes: int) -> tuple[list[str] | None, list[int] | None]:
@@ -148,8 +179,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     missing = [p for p in args.images if not os.path.isfile(p)]
     if missing:
-        raise FileNotFoundError(f"forge-infer yolact: image(s) not found: {', '.join(missing)}")
-    net, name, names, cat_ids, cfg = _load(args)
+        _fail(f"image(s) not found: {', '.join(missing)}")
+    try:
+        net, name, names, cat_ids, cfg = _load(args)
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as err:  # absent, unreadable, does not fit
+        text = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
+        _fail(text if args.checkpoint in text else f"cannot load checkpoint {args.checkpoint!r}: {text}")
     net = net.to(args.device)
     max_size = args.max_size or net.max_size
     if cfg is not None and args.max_size is None:
@@ -162,17 +197,18 @@ def main(argv: list[str] | None = None) -> int:
     if not single_png:
         os.makedirs(args.out, exist_ok=True)
     results: dict[str, list[dict]] = {"bbox": [], "segm": []}
-    for index, path in enumerate(args.images):
-        image = np.asarray(Image.open(path).convert("RGB"))
-        x, meta = preprocess(image, _image_id(path, index), path)
+    for path, image_id, png in zip(args.images, image_ids(args.images), output_names(args.images), strict=True):
+        image = _read_image(path)
+        x, meta = preprocess(image, image_id, path)
         with torch.no_grad():  # test_step: the model's own data preprocessor normalises, then predict
             pred = net.test_step(dict(inputs=x, data_samples=[DetSample(meta=meta)]))[0].pred.to("cpu")
         drawn = draw_instances(image, pred.boxes, pred.labels, pred.scores, pred.masks, names,
                                score_threshold=args.score_thr)
-        out = args.out if single_png else os.path.join(args.out, Path(path).stem + ".png")
+        out = args.out if single_png else os.path.join(args.out, png)
         Image.fromarray(drawn).save(out)
         shown = int((pred.scores >= args.score_thr).sum())
-        print(f"{path}: {len(pred.scores)} detections ({shown} >= {args.score_thr}) -> {out}")
+        print(f"{path}: {len(pred.scores)} detections ({shown} >= {args.score_thr}) -> {out}"
+              + (f" (image_id {image_id})" if args.json_path else ""))
         if args.json_path:
             boxes, masks = detections_to_coco(meta.image_id, pred, cat_ids)
             results["bbox"] += boxes

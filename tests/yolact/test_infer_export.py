@@ -55,8 +55,66 @@ def test_infer_official_checkpoint_to_png_and_json(official_r50, tmp_path, capsy
     assert main([images[1], "--checkpoint", str(path), "--out", str(single), "--model", "yolact_resnet50",
                  "--max-size", "256", "--nms", "standard"]) == 0
     assert single.is_file()
-    with pytest.raises(FileNotFoundError):
-        main(["missing.jpg", "--checkpoint", str(path), "--out", str(single)])
+
+
+def _exit_line(capsys, argv) -> str:
+    """The one stderr line of a ``forge-infer yolact`` call that must end with status 2."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    return err
+
+
+def test_bad_images_and_checkpoints_exit_2_naming_the_file(official_r50, tmp_path, capsys):
+    path, state = official_r50
+    good = tmp_path / "ok.png"
+    Image.fromarray(np.zeros((40, 50, 3), dtype=np.uint8)).save(good)
+    out = ["--out", str(tmp_path / "out"), "--max-size", "128", "--device", "cpu"]
+    assert "missing.jpg" in _exit_line(capsys, [str(good), str(tmp_path / "missing.jpg"), "--checkpoint", str(path),
+                                                *out])
+    bad = tmp_path / "notes.jpg"
+    bad.write_text("not an image")
+    assert "cannot read image" in _exit_line(capsys, [str(good), str(bad), "--checkpoint", str(path), *out])
+    truncated = tmp_path / "cut.png"
+    truncated.write_bytes(good.read_bytes()[:60])
+    assert "cut.png" in _exit_line(capsys, [str(truncated), "--checkpoint", str(path), *out])
+    cases = {"absent.pth": None, "garbage.pth": b"\x00not a checkpoint", "numbers.pth": {"a": 1},
+             "no_protonet.pth": {k: v for k, v in state.items() if not k.startswith("proto_net.")}}
+    for name, content in cases.items():
+        ckpt = tmp_path / name
+        if isinstance(content, bytes):
+            ckpt.write_bytes(content)
+        elif content is not None:
+            torch.save(content, ckpt)
+        assert str(ckpt) in _exit_line(capsys, [str(good), "--checkpoint", str(ckpt), *out]), name
+
+
+def test_json_image_ids_are_unique_for_repeated_file_names(official_r50, tmp_path):
+    from yolact.infer import image_ids, output_names
+
+    assert image_ids(["a/000000000139.jpg", "b/000000000285.jpg"]) == [139, 285]  # COCO's own ids
+    assert image_ids(["a/000001.png", "b/000001.png"]) == [1, 2]
+    assert image_ids(["x/img_7.png", "x/img_7.png", "y/plain.png"]) == [1, 2, 3]
+    assert output_names(["a/x.png", "b/x.png", "x.jpg", "y.png"]) == ["x.png", "x_2.png", "x_3.png", "y.png"]
+    path, _ = official_r50
+    rng = np.random.default_rng(1)
+    images = []
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        p = tmp_path / folder / "000001.png"
+        Image.fromarray(rng.integers(0, 255, (64, 80, 3), dtype=np.uint8)).save(p)
+        images.append(str(p))
+    images.append(images[0])  # the same image again
+    out_dir, results = tmp_path / "out", tmp_path / "res"
+    assert main([*images, "--checkpoint", str(path), "--out", str(out_dir), "--json", str(results),
+                 "--max-size", "128", "--score-thr", "0.0", "--device", "cpu"]) == 0
+    boxes = json.loads((tmp_path / "res.bbox.json").read_text())
+    per_image = {i: [(r["category_id"], r["score"]) for r in boxes if r["image_id"] == i] for i in (1, 2, 3)}
+    assert all(per_image.values()) and {r["image_id"] for r in boxes} == {1, 2, 3}
+    assert per_image[1] == per_image[3] != per_image[2]  # the repeat gives the same detections under its own id
+    assert sorted(p.name for p in out_dir.iterdir()) == ["000001.png", "000001_2.png", "000001_3.png"]
 
 
 def test_draw_instances_overlays_masks_boxes_and_text():
