@@ -6,22 +6,29 @@
 Forward = backbone + FPN + protonet + head (``mode='tensor'``), batch 1, random weights (speed does not depend on
 them). NMS is timed at the paper's setting (80 classes, top 200 per class, IoU 0.5, 100 detections) on synthetic
 clustered candidates: Fast NMS (``forge.ops.nms.fast_nms``), class-agnostic Fast NMS and standard per-class NMS
-(``torchvision.ops.batched_nms``). Prints a markdown table; record results with the machine in docs/yolact.md.
+(``torchvision.ops.batched_nms``). Prints the tables and writes them, with the machine, date and command, into
+their section of docs/benchmarks.md (``<!-- yolact-speed:begin/end -->``; ``--no-write``: print only). A CUDA run
+writes its own section (``yolact-speed-cuda``), so CPU and GPU figures sit side by side.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import platform
 import statistics
+import sys
 import time
 
 import torch
 
+from forge.docsection import machine_line, replace_section
 from forge.ops.nms import cc_fast_nms, fast_nms, standard_nms
 from forge.precision import native_bf16
 from yolact.convert import build_official
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def sync(device: str) -> None:
@@ -91,7 +98,7 @@ def bench_nms(device: str, iters: int, warmup: int, candidates: int) -> dict[str
 
 def fmt(times: list[float]) -> str:
     med = statistics.median(times)
-    return f"{med:8.1f} | {statistics.mean(times):8.1f} | {1000 / med:6.1f}"
+    return f"{med:.1f} | {statistics.mean(times):.1f} | {1000 / med:.1f}"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -104,6 +111,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--candidates", type=int, default=5000, help="NMS candidates before the 0.05 threshold")
     p.add_argument("--no-variants", action="store_true", help="only eager fp32")
+    p.add_argument("--md", default=os.path.join(ROOT, "docs", "benchmarks.md"), help="where the section is written")
+    p.add_argument("--no-write", action="store_true", help="print the tables only")
     args = p.parse_args(argv)
     cuda = args.device.startswith("cuda")
     iters = args.iters or (50 if cuda else 5)
@@ -111,9 +120,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     dev_name = torch.cuda.get_device_name() if cuda else f"{platform.processor() or platform.machine()} CPU"
-    print(f"# YOLACT speed on {dev_name}, torch {torch.__version__}, {torch.get_num_threads()} CPU threads\n")
     fp16, bf16 = torch.float16, torch.bfloat16
     variants = [("eager fp32", False, None, False)]
+    notes = []
     if cuda and not args.no_variants:
         variants += [("channels-last", True, None, False), ("AMP fp16", False, fp16, False),
                      ("channels-last + AMP", True, fp16, False), ("compile + channels-last + AMP", True, fp16, True)]
@@ -123,20 +132,41 @@ def main(argv: list[str] | None = None) -> None:
         if native_bf16("cpu"):
             variants += [("bf16 autocast", False, bf16, False), ("channels-last + bf16 autocast", True, bf16, False)]
         else:
-            print("(no AVX512-BF16/AMX on this CPU: bf16 autocast variants left out)\n")
-    print("| model | input | variant | median ms | mean ms | FPS |\n|---|---|---|---|---|---|")
+            notes.append("No AVX512-BF16/AMX on this CPU: bf16 autocast variants left out.")
+    lines = ["| model | input | variant | median ms | mean ms | FPS |", "|---|---|---|---:|---:|---:|"]
+    print(f"# YOLACT speed on {dev_name}, torch {torch.__version__}, {torch.get_num_threads()} CPU threads\n")
+    print("\n".join(lines), flush=True)
     for name in args.models:
         for label, cl, amp, comp in variants:
             try:
                 t = bench_forward(name, args.size, args.device, iters, warmup, cl, amp, comp)
-                print(f"| {name} | {args.size} | {label} | {fmt(t)} |", flush=True)
+                row = f"| {name} | {args.size} | {label} | {fmt(t)} |"
             except Exception as err:  # a variant unsupported on this machine must not hide the others
-                print(f"| {name} | {args.size} | {label} | failed: {type(err).__name__}: {err} | | |", flush=True)
+                row = f"| {name} | {args.size} | {label} | failed: {type(err).__name__}: {err} | | |"
+            lines.append(row)
+            print(row, flush=True)
     nms_times, n = bench_nms(args.device, max(iters, 20), warmup, args.candidates)
-    print(f"\nNMS: 80 classes, top-200 per class, IoU 0.5, max 100 detections, {n} candidates above 0.05\n")
-    print("| method | median ms | mean ms | calls/s |\n|---|---|---|---|")
-    for k, t in nms_times.items():
-        print(f"| {k} | {fmt(t)} |")
+    nms = [f"NMS: 80 classes, top-200 per class, IoU 0.5, max 100 detections, {n} synthetic candidates above 0.05:",
+           "", "| method | median ms | mean ms | calls/s |", "|---|---:|---:|---:|"]
+    nms += [f"| {k} | {fmt(t)} |" for k, t in nms_times.items()]
+    print("\n" + "\n".join(nms))
+    if args.no_write:
+        return
+    given = argv if argv is not None else sys.argv[1:]
+    body = "\n".join([
+        f"Machine: {dev_name}, {machine_line()}, {torch.get_num_threads()} threads; batch 1, random weights, "
+        f"{iters} timed runs after {warmup} warm-up.",
+        "",
+        f"Command: `{' '.join(['python benchmarks/yolact_speed.py', *given])}`",
+        "",
+        *lines,
+        *([""] + notes if notes else []),
+        "",
+        *nms,
+    ])
+    section = "yolact-speed-cuda" if cuda else "yolact-speed"
+    replace_section(args.md, section, body, title="## YOLACT: forward and NMS speed, CUDA" if cuda else None)
+    print(f"\nwrote section {section} of {args.md}")
 
 
 if __name__ == "__main__":
