@@ -5,22 +5,28 @@
 Small objects at a small input size may end up with only the forced best anchor; the number of positives per
 object drives how fast the box/class/coefficient heads learn. Compares four settings at input ``--size``:
 pixel scales 24-384 (the original's, i.e. 3x the level stride) or the same scaled by ``size/550``, each with the
-original YOLACT square-anchor quirk or real rectangles. Prints a markdown table.
+original YOLACT square-anchor quirk or real rectangles. Prints a markdown table and writes it, with the data, date
+and command, into its section of docs/benchmarks.md (``<!-- yolact-anchor-stats:begin/end -->``; ``--no-write``:
+print only).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import sys
 from collections import defaultdict
 
 import torch
 
+from forge.docsection import machine_line, replace_section
 from yolact.anchors import level_scales, make_anchors
 from yolact.matching import match_anchors
 
 ORIGINAL_SCALES = (24, 48, 96, 192, 384)
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def grids(size: int) -> list[tuple[int, int]]:
@@ -60,17 +66,35 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("ann_file", help="COCO-format instances json")
     parser.add_argument("--size", type=int, default=256, help="network input size (default 256)")
     parser.add_argument("--images", type=int, default=500, help="images to use (default 500)")
+    parser.add_argument("--md", default=os.path.join(ROOT, "docs", "benchmarks.md"), help="where the section goes")
+    parser.add_argument("--no-write", action="store_true", help="print the table only")
     args = parser.parse_args(argv)
     scaled = tuple(int(s * args.size / 550) for s in ORIGINAL_SCALES)
-    print(f"{args.ann_file}, input {args.size} px, first {args.images} images\n")
-    print("| anchor pixel scales | anchors | positives per object: mean | median | objects with 1 positive |")
-    print("|---|---|---|---|---|")
+    lines = ["| anchor pixel scales | anchors | positives per object: mean | median | objects with 1 positive |",
+             "|---|---|---:|---:|---:|"]
+    objects = 0
     for scales in (ORIGINAL_SCALES, scaled):
         for square in (True, False):
             counts = positives_per_object(args.ann_file, args.size, scales, square, args.images)
+            objects = len(counts)
             one = sum(c == 1 for c in counts) / len(counts)
-            print(f"| {'/'.join(map(str, scales))} | {'square (YOLACT quirk)' if square else 'rectangles'} | "
-                  f"{statistics.mean(counts):.1f} | {statistics.median(counts):g} | {one:.0%} |")
+            lines.append(f"| {'/'.join(map(str, scales))} | {'square (YOLACT quirk)' if square else 'rectangles'} | "
+                         f"{statistics.mean(counts):.1f} | {statistics.median(counts):g} | {one:.0%} |")
+    print(f"{args.ann_file}, input {args.size} px, first {args.images} images\n")
+    print("\n".join(lines))
+    if args.no_write:
+        return
+    given = argv if argv is not None else sys.argv[1:]
+    body = "\n".join([
+        f"Data: `{args.ann_file}`, the first {args.images} images with objects ({objects} non-crowd objects), "
+        f"input {args.size} px. Made on {machine_line()}.",
+        "",
+        f"Command: `{' '.join(['python benchmarks/yolact_anchor_stats.py', *given])}`",
+        "",
+        *lines,
+    ])
+    replace_section(args.md, "yolact-anchor-stats", body)
+    print(f"\nwrote section yolact-anchor-stats of {args.md}")
 
 
 if __name__ == "__main__":
