@@ -29,7 +29,10 @@ Implementation choices (not in the official code): the ``k`` sub-generators are 
 ``(k, d, d)`` (generator step: one ``baddbmm`` over ``(k, B, d)``; since each one's parameters receive gradient only
 from its own loss, one step on the summed losses equals ``k`` independent steps; discriminator step: each
 sub-generator on its own share only); BCE is computed from logits (Keras clips probabilities at 1e-7 instead); all
-random draws come from one seeded CPU ``torch.Generator`` (bit-reproducible on CPU, the same draws on CUDA).
+random draws come from one seeded CPU ``torch.Generator`` (bit-reproducible on CPU, the same draws on CUDA);
+``stop_epochs="auto"`` replaces the hand-picked stop node by an explicit rule (:func:`loss_flattened`);
+``init="pyod"`` reproduces PyOD's initialisation, which — with the SO loss summed as PyOD does, i.e. ``lr_d`` doubled —
+is what separates PyOD's results from ours (``docs/anomaly.md``).
 """
 
 from __future__ import annotations
@@ -39,10 +42,12 @@ from collections.abc import Iterable
 
 import numpy as np
 import torch
+from sklearn.base import BaseEstimator
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-__all__ = ["KerasSGD", "Discriminator", "SubGenerators", "fake_shares", "quantile_targets", "SOGAAL", "MOGAAL"]
+__all__ = ["KerasSGD", "Discriminator", "SubGenerators", "fake_shares", "quantile_targets", "loss_flattened",
+           "SOGAAL", "MOGAAL"]
 
 # Keras' truncated normal keeps std/0.8796 inside ±2 std so that the effective std equals the requested one
 _TRUNC_STD_CORRECTION = 0.87962566103423978
@@ -146,53 +151,75 @@ def quantile_targets(d_values: Tensor, k: int) -> Tensor:
     return torch.quantile(d_values.flatten(), q)
 
 
-class _GAAL:
+_COMMON_DOC = """
+    Parameters (all scikit-learn parameters: ``get_params`` / ``set_params`` / ``sklearn.base.clone`` work):
+        stop_epochs: generator epochs ("stop node"); the run has ``3 * stop_epochs`` epochs, the generators train in
+            the first ``stop_epochs``. ``"auto"``: the generators train until their loss flattens (see
+            :func:`loss_flattened`), at most ``max_stop_epochs``; the epochs used are in ``stop_epochs_``.
+        auto_stop_window, auto_stop_tol: the ``"auto"`` criterion (window ``w`` epochs, relative tolerance).
+        max_stop_epochs: cap for ``"auto"``.
+        lr_d, lr_g, decay, momentum: Keras-2 SGD of the discriminator / generators (:class:`KerasSGD`).
+        contamination: fraction of training points labelled 1 by ``labels_`` / ``predict``.
+        preprocessing: ``"minmax"`` (fitted on the training data; the generators output ``[0, inf)``) or None.
+        batch_size: at most this many points per batch (``min(batch_size, n)``), remainder dropped.
+        init: ``"official"`` (the official Keras code: truncated-normal fan-in kernels with std ``sqrt(1/fan_in)``,
+            zero biases everywhere) or ``"pyod"`` (PyOD's PyTorch port: discriminator kernels ``N(0, gain² /
+            fan_in)`` with the ReLU gain ``sqrt 2`` / sigmoid gain 1, PyTorch's default ``U(±1/sqrt(fan_in))``
+            biases in the discriminator and the generators). Used to compare with PyOD (tests/anomaly).
+        random_state: seed of the one ``torch.Generator`` behind every draw (None: fresh entropy).
+        device: ``"cpu"``, ``"cuda"``, or None (CUDA when available).
+        progress: tqdm bar over epochs.
+"""
+
+
+def loss_flattened(losses: list[float], window: int, tol: float) -> bool:
+    """Stop rule of ``stop_epochs="auto"``: True when the mean of the last ``window`` per-epoch generator losses
+    differs from the mean of the ``window`` before by at most ``tol`` times the latter (needs ``2 * window``
+    epochs). The official code picks the stop node by eye where the generator loss flattens; this is that rule made
+    explicit (a moving average over ``window`` epochs, so single noisy epochs do not stop it)."""
+    if window < 1 or tol < 0:
+        raise ValueError(f"need window >= 1 and tol >= 0, got window={window}, tol={tol}")
+    if len(losses) < 2 * window:
+        return False
+    now = float(np.mean(losses[-window:]))
+    before = float(np.mean(losses[-2 * window:-window]))
+    return abs(now - before) <= tol * abs(before)
+
+
+class _GAAL(BaseEstimator):
     """Shared training loop; see the module docstring. Subclasses set ``k`` and the targets."""
 
-    def __init__(
-        self,
-        stop_epochs: int = 20,
-        lr_d: float = 0.01,
-        lr_g: float = 1e-4,
-        decay: float = 1e-6,
-        momentum: float = 0.9,
-        contamination: float = 0.1,
-        preprocessing: str | None = "minmax",
-        batch_size: int = 500,
-        random_state: int | None = 0,
-        device: str | None = None,
-        progress: bool = True,
-    ):
-        self.stop_epochs = stop_epochs
-        self.lr_d = lr_d
-        self.lr_g = lr_g
-        self.decay = decay
-        self.momentum = momentum
-        self.contamination = contamination
-        self.preprocessing = preprocessing
-        self.batch_size = batch_size
-        self.random_state = random_state
-        self.device = device
-        self.progress = progress
-
     # --- hooks -------------------------------------------------------------------------------------------------
-    k: int = 1
     fresh_generator_noise: bool = False  # MO: fresh noise for the generator step; SO: reuse the D-step noise
+
+    def _n_generators(self) -> int:
+        return 1
 
     def _shares(self, batch_size: int) -> list[int]:
         return [batch_size]
 
     def _targets(self, D: Discriminator, X_all: Tensor) -> Tensor:
-        return torch.ones(self.k, device=X_all.device)
+        return torch.ones(1, device=X_all.device)
 
     # --- API ---------------------------------------------------------------------------------------------------
     def _check_params(self) -> None:
-        if int(self.stop_epochs) < 1:
-            raise ValueError(f"stop_epochs must be >= 1, got {self.stop_epochs}")
+        if isinstance(self.stop_epochs, str):
+            if self.stop_epochs != "auto":
+                raise ValueError(f"stop_epochs must be an int >= 1 or 'auto', got {self.stop_epochs!r}")
+            if int(self.max_stop_epochs) < 1 or int(self.auto_stop_window) < 1 or self.auto_stop_tol < 0:
+                raise ValueError("stop_epochs='auto' needs max_stop_epochs >= 1, auto_stop_window >= 1, "
+                                 f"auto_stop_tol >= 0; got {self.max_stop_epochs}, {self.auto_stop_window}, "
+                                 f"{self.auto_stop_tol}")
+        elif int(self.stop_epochs) < 1:
+            raise ValueError(f"stop_epochs must be >= 1 or 'auto', got {self.stop_epochs}")
         if not 0.0 < self.contamination <= 0.5:
             raise ValueError(f"contamination must be in (0, 0.5], got {self.contamination}")
         if self.preprocessing not in (None, "none", "minmax"):
             raise ValueError(f"preprocessing must be 'minmax' or None, got {self.preprocessing!r}")
+        if self.init not in ("official", "pyod"):
+            raise ValueError(f"init must be 'official' or 'pyod', got {self.init!r}")
+        if int(self._n_generators()) < 1:
+            raise ValueError(f"k must be >= 1, got {self._n_generators()}")
 
     def _transform(self, X: np.ndarray) -> np.ndarray:
         X = np.asarray(X, dtype=np.float64)
@@ -202,9 +229,22 @@ class _GAAL:
             X = (X - self.data_min_) / self.data_range_
         return X
 
+    def _build(self, d: int, n: int, gen: torch.Generator) -> tuple[Discriminator, SubGenerators]:
+        D = Discriminator(d, math.ceil(math.sqrt(n)), generator=gen)
+        G = SubGenerators(self._n_generators(), d)
+        if self.init == "pyod":
+            with torch.no_grad():
+                for layer, gain in ((D.fc1, math.sqrt(2.0)), (D.fc2, 1.0)):
+                    layer.weight.normal_(0.0, gain / math.sqrt(layer.in_features), generator=gen)
+                    bound = 1.0 / math.sqrt(layer.in_features)
+                    layer.bias.uniform_(-bound, bound, generator=gen)
+                for b in (G.b1, G.b2):
+                    b.uniform_(-1.0 / math.sqrt(d), 1.0 / math.sqrt(d), generator=gen)
+        return D, G
+
     def fit(self, X: np.ndarray, y: object = None):
         """Train on ``X`` ``(n, d)`` (``y`` ignored). Sets ``decision_scores_``, ``threshold_``, ``labels_``,
-        ``history_`` (one dict per epoch: mean discriminator and generator BCE)."""
+        ``stop_epochs_``, ``history_`` (one dict per epoch: mean discriminator and generator BCE)."""
         self._check_params()
         X = np.asarray(X, dtype=np.float64)
         if X.ndim != 2 or X.shape[0] < 2:
@@ -222,9 +262,9 @@ class _GAAL:
         gen = torch.Generator().manual_seed(0 if self.random_state is None else int(self.random_state))
         if self.random_state is None:
             gen.seed()
-        k = self.k
-        D = Discriminator(d, math.ceil(math.sqrt(n)), generator=gen).to(dev)
-        G = SubGenerators(k, d).to(dev)
+        k = self._n_generators()
+        D, G = self._build(d, n, gen)
+        D, G = D.to(dev), G.to(dev)
         opt_d = KerasSGD(D.parameters(), self.lr_d, self.momentum, self.decay)
         opt_g = KerasSGD(G.parameters(), self.lr_g, self.momentum, self.decay)
 
@@ -235,15 +275,18 @@ class _GAAL:
         n_batches = n // B
         shares = self._shares(B)
         labels = torch.cat([torch.ones(B), torch.zeros(B)]).to(dev)
-        epochs = 3 * int(self.stop_epochs)
-        history = []
-        bar = range(epochs)
+        auto = self.stop_epochs == "auto"
+        stop = int(self.max_stop_epochs) if auto else int(self.stop_epochs)  # generator epochs (auto: the cap)
+        stopped = not auto  # auto: the stop node is not known yet
+        history, g_losses = [], []
+        bar = None
         if self.progress:
             from tqdm.auto import tqdm
 
-            bar = tqdm(bar, desc=type(self).__name__, leave=False)
-        for epoch in bar:
-            train_g = epoch < self.stop_epochs
+            bar = tqdm(total=None if auto else 3 * stop, desc=type(self).__name__, leave=False)
+        epoch = 0
+        while epoch < 3 * stop:
+            train_g = epoch < stop
             d_sum = g_sum = 0.0
             for b in range(n_batches):
                 real = X_shuf[b * B:(b + 1) * B]
@@ -275,8 +318,20 @@ class _GAAL:
                 for p in D.parameters():
                     p.requires_grad_(True)
                 g_sum += per_gen.mean().item()
-            history.append({"step": epoch + 1, "d_loss": d_sum / max(n_batches, 1),
-                            "g_loss": g_sum / max(n_batches, 1), "generator_trained": bool(train_g)})
+            g_epoch = g_sum / max(n_batches, 1)
+            history.append({"step": epoch + 1, "d_loss": d_sum / max(n_batches, 1), "g_loss": g_epoch,
+                            "generator_trained": bool(train_g)})
+            epoch += 1
+            if bar is not None:
+                bar.update(1)
+            if not stopped and train_g:
+                g_losses.append(g_epoch)
+                if loss_flattened(g_losses, int(self.auto_stop_window), float(self.auto_stop_tol)):
+                    stop, stopped = epoch, True  # the stop node: D alone for 2 * stop more epochs
+        if bar is not None:
+            bar.close()
+        self.stop_epochs_ = stop
+        self.auto_stop_reached_ = stopped if auto else None
         self.n_discriminator_updates_ = opt_d.iterations
         self.n_generator_updates_ = opt_g.iterations
         self.discriminator_ = D.eval()
@@ -304,35 +359,70 @@ class _GAAL:
         """1 = outlier (score above the training ``contamination`` quantile), 0 = inlier."""
         return (self.decision_function(X) > self.threshold_).astype(int)
 
-    def get_params(self, deep: bool = True) -> dict:
-        names = ["stop_epochs", "lr_d", "lr_g", "decay", "momentum", "contamination", "preprocessing",
-                 "batch_size", "random_state", "device", "progress"] + self._extra_params
-        return {n: getattr(self, n) for n in names}
-
-    _extra_params: list[str] = []
-
 
 class SOGAAL(_GAAL):
     """Single-objective GAAL: one generator aimed at ``D = 1`` (paper §IV-B)."""
 
-    k = 1
     fresh_generator_noise = False
+
+    def __init__(self, stop_epochs: int | str = 20, lr_d: float = 0.01, lr_g: float = 1e-4, decay: float = 1e-6,
+                 momentum: float = 0.9, contamination: float = 0.1, preprocessing: str | None = "minmax",
+                 batch_size: int = 500, init: str = "official", random_state: int | None = 0,
+                 device: str | None = None, progress: bool = True, auto_stop_window: int = 5,
+                 auto_stop_tol: float = 0.01, max_stop_epochs: int = 100):
+        self.stop_epochs = stop_epochs
+        self.lr_d = lr_d
+        self.lr_g = lr_g
+        self.decay = decay
+        self.momentum = momentum
+        self.contamination = contamination
+        self.preprocessing = preprocessing
+        self.batch_size = batch_size
+        self.init = init
+        self.random_state = random_state
+        self.device = device
+        self.progress = progress
+        self.auto_stop_window = auto_stop_window
+        self.auto_stop_tol = auto_stop_tol
+        self.max_stop_epochs = max_stop_epochs
 
 
 class MOGAAL(_GAAL):
     """Multiple-objective GAAL with ``k`` sub-generators (paper §IV-D, Algorithm 2)."""
 
     fresh_generator_noise = True
-    _extra_params = ["k"]
 
-    def __init__(self, k: int = 10, stop_epochs: int = 20, **kwargs):
-        super().__init__(stop_epochs=stop_epochs, **kwargs)
-        if int(k) < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
-        self.k = int(k)
+    def __init__(self, k: int = 10, stop_epochs: int | str = 20, lr_d: float = 0.01, lr_g: float = 1e-4,
+                 decay: float = 1e-6, momentum: float = 0.9, contamination: float = 0.1,
+                 preprocessing: str | None = "minmax", batch_size: int = 500, init: str = "official",
+                 random_state: int | None = 0, device: str | None = None, progress: bool = True,
+                 auto_stop_window: int = 5, auto_stop_tol: float = 0.01, max_stop_epochs: int = 100):
+        self.k = k
+        self.stop_epochs = stop_epochs
+        self.lr_d = lr_d
+        self.lr_g = lr_g
+        self.decay = decay
+        self.momentum = momentum
+        self.contamination = contamination
+        self.preprocessing = preprocessing
+        self.batch_size = batch_size
+        self.init = init
+        self.random_state = random_state
+        self.device = device
+        self.progress = progress
+        self.auto_stop_window = auto_stop_window
+        self.auto_stop_tol = auto_stop_tol
+        self.max_stop_epochs = max_stop_epochs
+
+    def _n_generators(self) -> int:
+        return int(self.k)
 
     def _shares(self, batch_size: int) -> list[int]:
-        return fake_shares(batch_size, self.k)
+        return fake_shares(batch_size, int(self.k))
 
     def _targets(self, D: Discriminator, X_all: Tensor) -> Tensor:
-        return quantile_targets(torch.sigmoid(D(X_all)), self.k)
+        return quantile_targets(torch.sigmoid(D(X_all)), int(self.k))
+
+
+SOGAAL.__doc__ += _COMMON_DOC
+MOGAAL.__doc__ += _COMMON_DOC + "        k: number of sub-generators (paper: 10).\n"

@@ -20,8 +20,12 @@ One sweep, with every sub-problem solved exactly:
 6. ``Y ← Y + μ (M - F - S)``.
 
 Stopping (Boyd et al. 2011, §3.3): primal residuals ``||Θ - Z||``, ``||M - F - S||`` and dual residuals
-``η ||Z - Z_prev||``, ``μ ||S - S_prev||`` below ``p * abs_tol + rel_tol * scale``. Optional residual balancing
-(§3.4.1) doubles/halves ``η`` and ``μ`` (rescaling ``U``).
+``η ||Z - Z_prev||``, ``μ ||S - S_prev||`` below ``p * abs_tol + rel_tol * scale``; otherwise a
+``sklearn.exceptions.ConvergenceWarning`` after ``max_iter`` sweeps. Optional residual balancing (§3.4.1)
+doubles/halves ``η`` (rescaling ``U``); ``μ`` is only ever doubled (see :func:`_update_mu`).
+
+Default penalties (:func:`default_penalties`, used when ``rho`` / ``lam`` are ``"auto"``): ``ρ`` from Banerjee,
+El Ghaoui & d'Aspremont (2008), ``λ = κ / ρ`` (``κ = DEFAULT_KAPPA``); the reasons are in that function.
 
 Why S picks out the corruption: at a fixed point ``Y = Θ`` (step 4 with an inactive PSD constraint) and
 ``Y_ij ∈ λ ∂|S_ij|`` (step 5), so ``|Θ_ij| ≤ λ`` everywhere and ``S_ij ≠ 0`` only where the box is tight.
@@ -32,14 +36,84 @@ A gross error in ``M_ij`` pushes ``Θ_ij`` to the box and is absorbed by ``S``.
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.stats import t as student_t
 from sklearn.covariance import EmpiricalCovariance
+from sklearn.exceptions import ConvergenceWarning
 
 from .admm_ops import check_covariance, project_psd, prox_neg_logdet, soft_threshold, symmetrize
 
-__all__ = ["RglassoResult", "robust_graphical_lasso", "RobustGraphicalLasso", "rglasso_objective"]
+__all__ = ["RglassoResult", "robust_graphical_lasso", "RobustGraphicalLasso", "rglasso_objective",
+           "default_penalties", "resolve_penalties", "DEFAULT_ALPHA", "DEFAULT_KAPPA"]
+
+DEFAULT_ALPHA = 0.05  # Banerjee et al.'s bound on the probability of a false edge between disconnected components
+DEFAULT_KAPPA = 0.4  # λ·ρ, calibrated on planted problems (docs/anomaly.md, "Choosing ρ and λ")
+
+
+def default_penalties(p: int, n_samples: int, alpha: float = DEFAULT_ALPHA,
+                      kappa: float = DEFAULT_KAPPA) -> tuple[float, float]:
+    """Default ``(ρ, λ)`` on the correlation scale for ``p`` variables and ``n_samples`` samples.
+
+    ``ρ = t / sqrt(n - 2 + t²)`` with ``t`` the upper ``α / (2 p²)`` point of Student's t with ``n - 2`` degrees of
+    freedom: Banerjee, El Ghaoui & d'Aspremont, "Model selection through sparse maximum likelihood estimation",
+    JMLR 9 (2008), Theorem 2 (unit variances after standardising), which bounds by ``α`` the probability that the
+    graphical lasso joins two disconnected components. It behaves as ``sqrt(2 log(2p²/α) / n)``, the
+    ``sqrt(log p / n)`` rate of graphical-lasso theory (Ravikumar, Wainwright, Raskutti & Yu, EJS 5, 2011), and
+    equals the previous fixed default 0.2 at p = 100, n = 500.
+
+    ``λ = κ / ρ``. Two reasons, both specific to this problem (``λ`` is the bound on ``|Θ_ij|`` beyond which
+    entries of ``M`` are called corruption, module docstring): (1) ``(ρ, λ) -> (cρ, λ/c)`` is the same problem
+    for ``M -> cM``, so ``λρ`` is the scale-free combination; (2) corruption that makes ``M`` indefinite leaves ``F``
+    singular, and from ``Θ⁻¹ = F + ρG`` (``|G_ij| ≤ 1``) ``Θ`` then has an eigenvalue of order ``1/ρ`` on the
+    null space of ``F``: the precision entries around a corrupted pair grow like ``1/ρ``, so a box that keeps them
+    from spreading into ``S`` must grow like ``1/ρ`` too. Measured (docs/anomaly.md): at fixed ``λρ`` the density of
+    ``S`` is about constant across ``ρ``, at fixed ``λ`` it grows as ``ρ`` falls. A robust-PCA rule
+    ``λ ∝ 1/sqrt(max(p, n))`` (Candès et al. 2011) goes the other way and flags more entries as ``n`` grows.
+    """
+    if p < 2 or n_samples < 3:
+        raise ValueError(f"default_penalties needs p >= 2 and n_samples >= 3, got p={p}, n_samples={n_samples}")
+    if not 0 < alpha < 1 or kappa <= 0:
+        raise ValueError(f"need 0 < alpha < 1 and kappa > 0, got alpha={alpha}, kappa={kappa}")
+    t = float(student_t.isf(alpha / (2.0 * p * p), n_samples - 2))
+    rho = t / np.sqrt(n_samples - 2 + t * t)
+    return float(rho), float(kappa / rho)
+
+
+def resolve_penalties(rho: float | str, lam: float | str, p: int, n_samples: int | None) -> tuple[float, float]:
+    """Replace ``"auto"`` by :func:`default_penalties`: ``ρ`` needs ``n_samples``; ``λ = κ/ρ`` needs only ``ρ``."""
+    if isinstance(rho, str):
+        if rho != "auto":
+            raise ValueError(f"rho must be a number or 'auto', got {rho!r}")
+        if n_samples is None:
+            raise ValueError("rho='auto' needs n_samples= (the number of samples behind M), or give rho explicitly")
+        rho = default_penalties(p, int(n_samples))[0]
+    rho = float(rho)
+    if isinstance(lam, str):
+        if lam != "auto":
+            raise ValueError(f"lam must be a number or 'auto', got {lam!r}")
+        if rho <= 0:
+            raise ValueError("lam='auto' is kappa / rho and needs rho > 0; give lam explicitly")
+        lam = DEFAULT_KAPPA / rho
+    lam = float(lam)
+    if rho < 0 or lam <= 0:
+        raise ValueError(f"need rho >= 0 and lam > 0, got rho={rho}, lam={lam}")
+    return rho, lam
+
+
+def _update_mu(mu: float, ratio: float, best: float, mu_max: float) -> tuple[float, float]:
+    """The μ rule, applied every ``patience`` iterations: ``ratio`` is the scaled (F, S) residual
+    ``max(r/eps_pri, s/eps_dual)``, ``best`` the lowest ratio seen so far. μ is doubled (capped at ``mu_max``) when
+    ``ratio`` does not improve on ``best``. Returns the new ``(mu, best)``.
+
+    μ couples the non-convex (F, Θ) pair; non-convex ADMM converges once the penalty is large enough (Wang, Yin &
+    Zeng 2019), so μ is only ever increased, when the residuals have stopped making progress (the oscillation
+    we observed with small μ)."""
+    if ratio >= best and mu < mu_max:
+        mu = min(2.0 * mu, mu_max)
+    return mu, min(best, ratio)
 
 
 @dataclass
@@ -54,6 +128,8 @@ class RglassoResult:
     converged: bool
     eta: float
     mu: float
+    rho: float = 0.0  # the penalties actually used ("auto" resolved)
+    lam: float = 0.0
     history: list[dict] = field(default_factory=list)
     # ADMM state in the internal (standardised) scale, for warm starts
     state: dict = field(default_factory=dict, repr=False)
@@ -71,9 +147,10 @@ def rglasso_objective(M: np.ndarray, theta: np.ndarray, F: np.ndarray, S: np.nda
 
 def robust_graphical_lasso(
     M: np.ndarray,
-    rho: float = 0.05,
-    lam: float = 0.3,
+    rho: float | str = "auto",
+    lam: float | str = "auto",
     *,
+    n_samples: int | None = None,
     standardize: bool = True,
     penalize_diagonal: bool = False,
     outlier_diagonal: bool = False,
@@ -90,9 +167,10 @@ def robust_graphical_lasso(
 
     Args:
         M: ``(p, p)`` symmetric observed covariance (may be indefinite); NaNs/asymmetry raise ``ValueError``.
-        rho: ℓ1 weight on Θ (sparsity of the graph).
+        rho: ℓ1 weight on Θ (sparsity of the graph); ``"auto"``: :func:`default_penalties` (needs ``n_samples``).
         lam: ℓ1 weight on S; equivalently the bound on ``|Θ_ij|`` beyond which entries of ``M`` are called
-            outliers. Smaller ``lam`` flags more entries.
+            outliers. Smaller ``lam`` flags more entries. ``"auto"``: ``DEFAULT_KAPPA / rho``.
+        n_samples: number of samples behind ``M`` (only for ``rho="auto"``).
         standardize: solve on ``D^{-1/2} M D^{-1/2}`` with ``D = diag(M)`` (so ρ, λ are on the correlation scale)
             and map the results back. Needs a positive diagonal; assumes the diagonal is not corrupted.
         penalize_diagonal: include ``diag(Θ)`` in ``ρ ||Θ||_1``.
@@ -102,11 +180,15 @@ def robust_graphical_lasso(
         max_iter, abs_tol, rel_tol: stopping rule.
         warm_start: a previous result (same ``p``, same ``standardize``) to start from.
         record_history: keep per-iteration residuals, penalties and objective in ``result.history``.
+
+    Warns ``ConvergenceWarning`` when the stopping rule is not met within ``max_iter`` sweeps (``result.converged``
+    is then False).
     """
     M = check_covariance(M, "M")
     p = M.shape[0]
-    if rho < 0 or lam <= 0:
-        raise ValueError(f"need rho >= 0 and lam > 0, got rho={rho}, lam={lam}")
+    rho, lam = resolve_penalties(rho, lam, p, n_samples)
+    if int(max_iter) < 1:
+        raise ValueError(f"max_iter must be >= 1, got {max_iter}")
     diag = np.diag(M).copy()
     if standardize:
         if np.any(diag <= 0):
@@ -183,14 +265,16 @@ def robust_graphical_lasso(
             elif s1 > 10 * r1:
                 eta /= 2.0
                 U *= 2.0
-            # μ couples the non-convex (F, Θ) pair. Non-convex ADMM converges once the penalty is large enough
-            # (Wang, Yin & Zeng 2019), so μ is only ever increased: when the (F, S) residuals have not decreased over
-            # the last `patience` iterations (the oscillation we observed with small μ); capped at 1e4 μ_0.
-            if it % patience == 0:
-                ratio = max(r2 / eps2_pri, s2 / eps2_dual)
-                if ratio > best_ratio and mu < mu_max:
-                    mu *= 2.0
-                best_ratio = ratio
+            if it % patience == 0:  # μ: doubled when the (F, S) residuals stop improving (_update_mu)
+                mu, best_ratio = _update_mu(mu, max(r2 / eps2_pri, s2 / eps2_dual), best_ratio, mu_max)
+
+    if not converged:
+        warnings.warn(
+            f"Rglasso ADMM did not converge in max_iter={max_iter} iterations (rel_tol={rel_tol:g}, "
+            f"abs_tol={abs_tol:g}): primal residuals ||Θ-Z|| = {r1:.3g} (tolerance {eps1_pri:.3g}), "
+            f"||M-F-S|| = {r2:.3g} (tolerance {eps2_pri:.3g}). Increase max_iter, loosen rel_tol, or fit again "
+            f"with warm_start; results may be inaccurate (rho={rho:.4g}, lam={lam:.4g}).",
+            ConvergenceWarning, stacklevel=2)
 
     state = dict(Z=Z, U=U, F=F, S=S, Y=Y, eta=eta, mu=mu, standardize=standardize)
     Dinv = np.outer(1.0 / d, 1.0 / d)  # Θ = D^{-1/2} Θs D^{-1/2} in the original scale; F, S scale by D^{1/2}
@@ -203,23 +287,44 @@ def robust_graphical_lasso(
         converged=converged,
         eta=eta,
         mu=mu,
+        rho=rho,
+        lam=lam,
         history=history,
         state=state,
     )
+
+
+def _check_samples(X: object) -> np.ndarray:
+    X = np.asarray(X, dtype=float)
+    if X.ndim != 2 or X.shape[0] < 2:
+        raise ValueError(f"X must be (n_samples >= 2, n_features), got shape {X.shape}")
+    if not np.all(np.isfinite(X)):
+        raise ValueError("X contains NaN or inf")
+    return X
+
+
+def _covariance(X: np.ndarray, assume_centered: bool = False) -> np.ndarray:
+    """Empirical covariance ``(p, p)`` of ``X`` ``(n, p)`` with ``1/n`` (as scikit-learn's)."""
+    Xc = X if assume_centered else X - X.mean(0)
+    return Xc.T @ Xc / X.shape[0]
 
 
 class RobustGraphicalLasso(EmpiricalCovariance):
     """scikit-learn style Rglasso estimator (slots beside ``sklearn.covariance``).
 
     ``fit(X)`` uses the empirical covariance of ``X`` (``1/n``, mean removed unless ``assume_centered``);
-    ``fit(covariance=M)`` takes a covariance directly (then ``location_`` is zero). After fitting:
+    ``fit(covariance=M, n_samples=n)`` takes a covariance directly (then ``location_`` is zero; ``n_samples`` is
+    needed only for ``rho="auto"``). ``rho="auto"``, ``lam="auto"`` (the defaults) use :func:`default_penalties`
+    (``ρ`` from p and n, ``λ = κ/ρ``); :class:`anomaly.rglasso_cv.RobustGraphicalLassoCV` selects them by
+    cross-validation instead. After fitting:
 
     * ``covariance_`` — F, the cleaned covariance ``(p, p)``;
     * ``precision_`` — Θ, positive definite (used by :meth:`mahalanobis`); ``precision_sparse_`` — its ℓ1 copy Z
       with exact zeros (the estimated graph);
     * ``outliers_`` — S, the sparse corruption of the covariance;
-    * ``n_iter_``, ``converged_``, ``result_`` (the full :class:`RglassoResult`), ``history_`` (per-iteration
-      residuals when ``record_history``).
+    * ``rho_``, ``lam_`` — the penalties used; ``n_iter_``, ``converged_`` (False comes with a
+      ``ConvergenceWarning``), ``result_`` (the full :class:`RglassoResult`), ``history_`` (per-iteration residuals
+      when ``record_history``).
 
     Scoring conventions (read carefully, they differ on purpose):
     ``mahalanobis(X)`` is the squared Mahalanobis distance under ``(location_, precision_)``;
@@ -232,8 +337,8 @@ class RobustGraphicalLasso(EmpiricalCovariance):
 
     def __init__(
         self,
-        rho: float = 0.2,
-        lam: float = 1.0,
+        rho: float | str = "auto",
+        lam: float | str = "auto",
         *,
         standardize: bool = True,
         penalize_diagonal: bool = False,
@@ -262,33 +367,42 @@ class RobustGraphicalLasso(EmpiricalCovariance):
         self.record_history = record_history
         self.contamination = contamination
 
-    def fit(self, X: np.ndarray | None = None, y: object = None, *, covariance: np.ndarray | None = None):
-        """Fit on samples ``X`` ``(n, p)`` or on a covariance ``(p, p)`` (exactly one of the two)."""
+    def fit(self, X: np.ndarray | None = None, y: object = None, *, covariance: np.ndarray | None = None,
+            n_samples: int | None = None):
+        """Fit on samples ``X`` ``(n, p)`` or on a covariance ``(p, p)`` (exactly one of the two; ``n_samples``
+        goes with ``covariance`` when ``rho="auto"``)."""
+        M, n_samples = self._prepare(X, covariance, n_samples)
+        return self._fit_penalties(M, X, n_samples, self.rho, self.lam)
+
+    def _solver_kwargs(self) -> dict:
+        return dict(standardize=self.standardize, penalize_diagonal=self.penalize_diagonal,
+                    outlier_diagonal=self.outlier_diagonal, adaptive=self.adaptive, max_iter=self.max_iter,
+                    abs_tol=self.abs_tol, rel_tol=self.rel_tol)
+
+    def _prepare(self, X: np.ndarray | None, covariance: np.ndarray | None,
+                 n_samples: int | None) -> tuple[np.ndarray, int | None]:
+        """Check the inputs, set ``location_``; returns the covariance ``(p, p)`` and the number of samples."""
         if (X is None) == (covariance is None):
-            raise ValueError("RobustGraphicalLasso.fit needs exactly one of X or covariance=")
+            raise ValueError(f"{type(self).__name__}.fit needs exactly one of X or covariance=")
         if not 0.0 < self.contamination <= 0.5:
             raise ValueError(f"contamination must be in (0, 0.5], got {self.contamination}")
-        if X is not None:
-            X = np.asarray(X, dtype=float)
-            if X.ndim != 2 or X.shape[0] < 2:
-                raise ValueError(f"X must be (n_samples >= 2, n_features), got shape {X.shape}")
-            if not np.all(np.isfinite(X)):
-                raise ValueError("X contains NaN or inf")
-            self.location_ = np.zeros(X.shape[1]) if self.assume_centered else X.mean(0)
-            Xc = X - self.location_
-            M = Xc.T @ Xc / X.shape[0]
-        else:
+        if X is None:
             M = check_covariance(covariance, "covariance")
             self.location_ = np.zeros(M.shape[0])
+            return M, n_samples
+        X = _check_samples(X)
+        self.location_ = np.zeros(X.shape[1]) if self.assume_centered else X.mean(0)
+        return _covariance(X, self.assume_centered), X.shape[0]
+
+    def _fit_penalties(self, M: np.ndarray, X: np.ndarray | None, n_samples: int | None, rho: float | str,
+                       lam: float | str):
         prev = getattr(self, "result_", None) if self.warm_start else None
         if prev is not None and prev.state["Z"].shape != M.shape:
             prev = None
-        res = robust_graphical_lasso(
-            M, self.rho, self.lam, standardize=self.standardize, penalize_diagonal=self.penalize_diagonal,
-            outlier_diagonal=self.outlier_diagonal, adaptive=self.adaptive, max_iter=self.max_iter,
-            abs_tol=self.abs_tol, rel_tol=self.rel_tol, warm_start=prev, record_history=self.record_history,
-        )
+        res = robust_graphical_lasso(M, rho, lam, n_samples=n_samples, warm_start=prev,
+                                     record_history=self.record_history, **self._solver_kwargs())
         self.result_ = res
+        self.rho_, self.lam_ = res.rho, res.lam
         self.covariance_ = res.covariance
         self.precision_ = res.precision
         self.precision_sparse_ = res.precision_sparse
@@ -299,6 +413,7 @@ class RobustGraphicalLasso(EmpiricalCovariance):
                           "r_fs": h["r_fs"]} for h in res.history]
         self.n_features_in_ = M.shape[0]
         if X is not None:
+            X = np.asarray(X, dtype=float)
             self.decision_scores_ = self.mahalanobis(X)
             self.threshold_ = float(np.quantile(self.decision_scores_, 1.0 - self.contamination))
             self.labels_ = (self.decision_scores_ > self.threshold_).astype(int)

@@ -15,7 +15,9 @@ of final metrics — the same filename the runner uses, so sweep summaries read 
 the estimator's ``history_`` entries, then one line with the final metrics), ``scores.npz`` (``scores``, ``y``) and
 ``plots/score_hist.png`` (+ ``plots/loss_curve.png`` when there is a history). Metrics with labels: ``roc_auc``,
 ``average_precision``, ``precision_at_n`` (:mod:`forge.evaluation.outlier`); always ``fit_time_s``,
-``score_time_s``, ``n_samples``, ``n_features`` (and ``n_outliers`` with labels).
+``score_time_s``, ``n_samples``, ``n_features``, ``fit_warnings`` (and ``n_outliers`` with labels; ``converged``
+when the estimator has ``converged_``). Warnings raised during ``fit`` (e.g. scikit-learn's ``ConvergenceWarning``)
+are collected, written to ``fit.log`` and repeated in the closing summary, then re-issued to the caller.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import math
 import os
 import random
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -137,8 +140,13 @@ def run_fit(cfg: DictConfig, work_dir: str) -> dict:
         model = _instantiate(cfg, "model")
         logger.info(f"model {type(model).__module__}.{type(model).__name__}")
         t0 = time.perf_counter()
-        model.fit(X)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model.fit(X)
         fit_time = time.perf_counter() - t0
+        fit_warnings = list({(w.category, str(w.message)): w for w in caught}.values())  # once per message
+        for w in fit_warnings:
+            logger.warning(f"during fit: {w.category.__name__}: {w.message}")
         t0 = time.perf_counter()
         scores = np.asarray(model.decision_function(X), dtype=np.float64).ravel()
         score_time = time.perf_counter() - t0
@@ -150,7 +158,9 @@ def run_fit(cfg: DictConfig, work_dir: str) -> dict:
             metrics.update(outlier_metrics(y, scores))
             metrics["n_outliers"] = int(y.sum())
         metrics.update(fit_time_s=fit_time, score_time_s=score_time, n_samples=int(X.shape[0]),
-                       n_features=int(X.shape[1]))
+                       n_features=int(X.shape[1]), fit_warnings=len(fit_warnings))
+        if hasattr(model, "converged_"):
+            metrics["converged"] = bool(model.converged_)
         metrics = {k: _json_value(v) for k, v in metrics.items()}
 
         history = [dict(h) for h in (getattr(model, "history_", None) or []) if isinstance(h, dict)]
@@ -167,6 +177,11 @@ def run_fit(cfg: DictConfig, work_dir: str) -> dict:
         shown = ", ".join(f"{k}: {v:.4f}" if isinstance(v, float) else f"{k}: {v}" for k, v in metrics.items())
         logger.info(f"metrics: {shown}")
         logger.info(f"wrote {work / 'metrics.json'}, {work / 'scalars.json'}, {', '.join(plots)}")
+        if fit_warnings:
+            logger.warning(f"{len(fit_warnings)} warning(s) during fit, results may be unreliable: "
+                           + " | ".join(f"{w.category.__name__}: {w.message}" for w in fit_warnings))
+        for w in fit_warnings:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         return metrics
     finally:
         for h in list(logger.handlers):
