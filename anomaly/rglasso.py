@@ -60,8 +60,8 @@ def default_penalties(p: int, n_samples: int, alpha: float = DEFAULT_ALPHA,
     ``ρ = t / sqrt(n - 2 + t²)`` with ``t`` the upper ``α / (2 p²)`` point of Student's t with ``n - 2`` degrees of
     freedom: Banerjee, El Ghaoui & d'Aspremont, "Model selection through sparse maximum likelihood estimation",
     JMLR 9 (2008), Theorem 2 (unit variances after standardising), which bounds by ``α`` the probability that the
-    graphical lasso joins two disconnected components. It behaves as ``sqrt(2 log(2p²/α) / n)``, the
-    ``sqrt(log p / n)`` rate of graphical-lasso theory (Ravikumar, Wainwright, Raskutti & Yu, EJS 5, 2011), and
+    graphical lasso joins two disconnected components. For large ``n`` it is ``z / sqrt(n)`` with ``z`` the normal
+    quantile, ``z < sqrt(2 log(2p²/α))``: the ``sqrt(log p / n)`` rate of graphical-lasso theory (Ravikumar, Wainwright, Raskutti & Yu, EJS 5, 2011), and
     equals the previous fixed default 0.2 at p = 100, n = 500.
 
     ``λ = κ / ρ``. Two reasons, both specific to this problem (``λ`` is the bound on ``|Θ_ij|`` beyond which
