@@ -7,5 +7,5 @@ from edgesam.build import MODEL_NAMES, CheckpointError, build_sam, detect_archit
 from edgesam.predictor import SamPredictor
 from edgesam.sam import Sam
 
-__all__ = ["MODEL_NAMES", "CheckpointError", "Sam", "SamAutomaticMaskGenerator", "SamPredictor", "build_sam", "detect_architecture",
-           "sam_from_encoder"]
+__all__ = ["MODEL_NAMES", "CheckpointError", "Sam", "SamAutomaticMaskGenerator", "SamPredictor", "build_sam",
+           "detect_architecture", "sam_from_encoder"]
