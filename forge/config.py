@@ -165,18 +165,25 @@ def validate(cfg: DictConfig, mode: str = "train") -> None:
     dataset = cfg.get("dataset")
     if isinstance(dataset, DictConfig):
         used = _SPLITS.get(mode if cfg.get("engine", "runner") == "runner" else "fit", ())
+        missing_pipeline: list[str] = []
         for key, value in _walk(dataset, "dataset"):
             parts = key.split(".")
             split = parts[1].split("[", 1)[0] if len(parts) > 2 else None
             if split in ("train", "val", "test", "evaluator") and split not in used:
                 continue
             if isinstance(value, _Missing):
-                if len(parts) == 2 or split in used:
+                if parts[-1] == "pipeline" and cfg.get("pipeline") is None and split in used:
+                    missing_pipeline.append(key)
+                elif len(parts) == 2 or split in used:
                     errors.append(f"{key} is required: set it on the command line, e.g. {key}=...")
                 continue
             leaf = key.rsplit(".", 1)[-1]
             if leaf in PATH_KEYS and isinstance(value, str) and value and not os.path.exists(value):
                 errors.append(f"{key}={value!r} does not exist (check the path or override it, e.g. {key}=/path)")
+        if missing_pipeline:  # the dataset reads its transforms from the pipeline group, and none was selected
+            errors.append(f"{', '.join(missing_pipeline)} {'is' if len(missing_pipeline) == 1 else 'are'} required: "
+                          "select the augmentation with pipeline=<name> (available: "
+                          + (", ".join(pipeline_choices()) or "none found") + ")")
 
     _check_precision(cfg, errors)
 
@@ -192,6 +199,20 @@ def validate(cfg: DictConfig, mode: str = "train") -> None:
         errors.append(f"load_from={load_from!r} does not exist")
     if errors:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(errors))
+
+
+def pipeline_choices() -> list[str]:
+    """Options of the ``pipeline`` group: the packaged ``forge/configs/pipeline`` and the folders of
+    ``FORGE_CONFIG_DIR`` (``os.pathsep``-separated), as ``a/b`` names, sorted."""
+    roots = [os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")]
+    roots += [d for d in os.environ.get("FORGE_CONFIG_DIR", "").split(os.pathsep) if d]
+    out = set()
+    for root_dir in roots:
+        base = os.path.join(root_dir, "pipeline")
+        for folder, _, files in os.walk(base):
+            out.update(os.path.relpath(os.path.join(folder, f), base)[: -len(".yaml")] for f in files
+                       if f.endswith(".yaml"))
+    return sorted(out)
 
 
 def save_config(cfg: DictConfig, work_dir: str) -> str:

@@ -85,6 +85,24 @@ def test_missing_dataset_path_is_named(tmp_path):
     assert f"dataset.train.root='{tmp_path}/nope/train' does not exist" in str(err.value)
 
 
+def test_missing_pipeline_says_to_select_one_and_lists_them(tmp_path, monkeypatch):
+    user = tmp_path / "user_configs" / "pipeline"
+    user.mkdir(parents=True)
+    (user / "my_aug.yaml").write_text("train: []\nval: []\n")
+    monkeypatch.setenv("FORGE_CONFIG_DIR", str(tmp_path / "user_configs"))
+    cfg = compose_cfg(["dataset=coco", "model=yolact/yolact_base", f"dataset.root={tmp_path}"])
+    with pytest.raises(ConfigError) as err:
+        validate(cfg)
+    msg = str(err.value)
+    assert ("dataset.train.pipeline, dataset.val.pipeline are required: select the augmentation with "
+            "pipeline=<name> (available: crowddet, deit, my_aug, timm_default, yolact_shapes, yolact_ssd)") in msg
+    assert "pipeline=..." not in msg
+    cfg = compose_cfg(["dataset=coco", "model=yolact/yolact_base", f"dataset.root={tmp_path}", "pipeline=yolact_ssd"])
+    with pytest.raises(ConfigError) as err:  # still fails (no COCO files there), but not for the pipeline
+        validate(cfg)
+    assert "pipeline=<name>" not in str(err.value) and "pipeline is required" not in str(err.value)
+
+
 def test_cli_bad_override_fails_before_training(tmp_path):
     proc = run_cli("forge-train", ["experiment=dynvit/digits_relu_ln", "schedule.lr=-1", f"work_dir={tmp_path}"])
     assert proc.returncode == 2
