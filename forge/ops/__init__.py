@@ -29,7 +29,19 @@ from forge.ops.masks import (
     segm_to_mask,
     segm_to_rle,
 )
-from forge.ops.nms import NMS_FUNCTIONS, build_nms, cc_fast_nms, fast_nms, get_nms, soft_nms, standard_nms
+from forge.ops.nms import (
+    NMS_FUNCTIONS,
+    NMS_FUNCTIONS_WITH_INPUTS,
+    build_nms,
+    cc_fast_nms,
+    fast_nms,
+    get_nms,
+    multiclass_noh_nms,
+    nms_extra_inputs,
+    noh_nms,
+    soft_nms,
+    standard_nms,
+)
 
 __all__ = [
     "box_area",
@@ -56,10 +68,14 @@ __all__ = [
     "segm_to_mask",
     "segm_to_rle",
     "NMS_FUNCTIONS",
+    "NMS_FUNCTIONS_WITH_INPUTS",
     "build_nms",
     "cc_fast_nms",
     "fast_nms",
     "get_nms",
+    "multiclass_noh_nms",
+    "nms_extra_inputs",
+    "noh_nms",
     "soft_nms",
     "standard_nms",
 ]

@@ -29,6 +29,16 @@ Functions (``docs/ops.md`` has the table):
 * :func:`standard_nms` — greedy NMS per class through :func:`torchvision.ops.batched_nms`.
 * :func:`soft_nms` — Soft-NMS (Bodla et al., *Soft-NMS — Improving Object Detection With One Line of Code*,
   ICCV 2017): greedy, but overlapping boxes have their score decayed instead of being removed.
+* :func:`multiclass_noh_nms` (``'noh'``) — NOH-NMS (Zhou et al., ACM MM 2020; :mod:`forge.ops.noh_nms`, whose
+  :func:`noh_nms` is the single-list form). It needs per-box predictions beyond boxes and scores, passed per call
+  as keyword arguments (``overlap_boxes``, ``overlap_probs``, optionally ``overlap_sigmas``), so it is registered
+  in :data:`NMS_FUNCTIONS_WITH_INPUTS`, not :data:`NMS_FUNCTIONS` (which any detector can use):
+  :func:`get_nms` and :func:`build_nms` find both, and :func:`nms_extra_inputs` names what a chosen function
+  takes. A detector that can supply them switches with one override::
+
+      nms = build_nms(**cfg.nms)                      # nms: {name: noh} or {name: standard}
+      extra = {k: pred[k] for k in nms_extra_inputs(nms) if k in pred}
+      keep, labels, scores = nms(boxes, scores, **extra)
 
 Zero-area boxes have IoU 0 with everything (:func:`forge.ops.boxes.box_iou`), so they never suppress nor get
 suppressed, as in ``torchvision.ops.nms``.
@@ -45,8 +55,10 @@ from torch import Tensor
 from torchvision.ops import batched_nms
 
 from forge.ops.boxes import box_iou
+from forge.ops.noh_nms import multiclass_noh_nms, noh_nms
 
-__all__ = ["NMS_FUNCTIONS", "build_nms", "cc_fast_nms", "fast_nms", "get_nms", "soft_nms", "standard_nms"]
+__all__ = ["NMS_FUNCTIONS", "NMS_FUNCTIONS_WITH_INPUTS", "build_nms", "cc_fast_nms", "fast_nms", "get_nms",
+           "multiclass_noh_nms", "nms_extra_inputs", "noh_nms", "soft_nms", "standard_nms"]
 
 NmsResult = tuple[Tensor, Tensor, Tensor]
 SOFT_METHODS = ("gaussian", "linear", "hard")
@@ -254,12 +266,28 @@ NMS_FUNCTIONS: dict[str, Callable[..., NmsResult]] = {
 }
 
 
+# NMS that need per-box predictions besides boxes and scores; each function's ``extra_inputs`` maps the keyword
+# names of those per-call inputs to their per-box trailing shape (``(N, *shape)``)
+NMS_FUNCTIONS_WITH_INPUTS: dict[str, Callable[..., NmsResult]] = {
+    "noh": multiclass_noh_nms,
+}
+
+
 def get_nms(name: str) -> Callable[..., NmsResult]:
-    """The NMS function registered under ``name`` (``'fast' | 'cc_fast' | 'standard' | 'soft'``)."""
+    """The NMS function registered under ``name`` (``'fast' | 'cc_fast' | 'standard' | 'soft' | 'noh'``)."""
     try:
-        return NMS_FUNCTIONS[name]
+        return NMS_FUNCTIONS[name] if name in NMS_FUNCTIONS else NMS_FUNCTIONS_WITH_INPUTS[name]
     except (KeyError, TypeError):
-        raise ValueError(f"unknown NMS {name!r}: expected one of {sorted(NMS_FUNCTIONS)}") from None
+        known = sorted([*NMS_FUNCTIONS, *NMS_FUNCTIONS_WITH_INPUTS])
+        raise ValueError(f"unknown NMS {name!r}: expected one of {known}") from None
+
+
+def nms_extra_inputs(fn: Callable[..., NmsResult]) -> tuple[str, ...]:
+    """The per-call keyword inputs (beyond ``boxes, scores``) of an NMS function or of a :func:`build_nms` result:
+    ``()`` for the :data:`NMS_FUNCTIONS`, ``('overlap_boxes', 'overlap_probs', 'overlap_sigmas')`` for ``'noh'``."""
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    return tuple(getattr(fn, "extra_inputs", {}))
 
 
 def build_nms(name: str, **options: object) -> Callable[[Tensor, Tensor], NmsResult]:
@@ -267,12 +295,17 @@ def build_nms(name: str, **options: object) -> Callable[[Tensor, Tensor], NmsRes
 
     For configs: ``nms: {name: standard, iou_threshold: 0.6}`` -> ``build_nms(**cfg.nms)``; an override such as
     ``model.nms.name=soft`` then switches the method. Unknown option names raise a ``ValueError`` naming them.
+    The per-call inputs of :data:`NMS_FUNCTIONS_WITH_INPUTS` (:func:`nms_extra_inputs`) are not options: they
+    are passed to the returned function with each image's boxes and scores.
     """
     fn = get_nms(name)
-    allowed = [p.name for p in inspect.signature(fn).parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY]
+    inputs = getattr(fn, "extra_inputs", {})  # per-call predictions, not options
+    allowed = [p.name for p in inspect.signature(fn).parameters.values()
+               if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name not in inputs]
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         raise ValueError(f"NMS {name!r} ({fn.__name__}) has no option(s) {unknown}: expected some of {allowed}")
     bound = functools.partial(fn, **options)
-    bound(torch.zeros((0, 4)), torch.zeros((0, 1)))  # validates the option values
+    empty = {key: torch.zeros((0, *shape)) for key, shape in inputs.items()}
+    bound(torch.zeros((0, 4)), torch.zeros((0, 1)), **empty)  # validates the option values
     return bound
