@@ -22,8 +22,10 @@ YOLACT++ backbones use ``torchvision.ops.deform_conv2d``. torch's exporter has n
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
+from typing import NoReturn
 
 import numpy as np
 import torch
@@ -109,7 +111,24 @@ def check_onnx(model: nn.Module, path: str, images: Tensor, atol: float = 1e-4) 
     return diffs
 
 
+def _fail(message: str) -> NoReturn:
+    """One line on stderr and exit status 2 (no traceback), as ``forge-infer yolact`` on bad input."""
+    print(f"error: python -m yolact.export: {message}", file=sys.stderr, flush=True)
+    sys.exit(2)
+
+
+def _check_out(flag: str, path: str) -> None:
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        _fail(f"{flag} {path!r}: folder {folder!r} does not exist")
+    if os.path.isdir(path):
+        _fail(f"{flag} {path!r} is a folder; give the .onnx file to write")
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Command line (module docstring). Bad input — a missing or unloadable checkpoint or config, an output in a
+    folder that does not exist, a bad ``--size``, ``--maskiou`` for a model without the net — exits 2 with one line
+    naming the file or the argument."""
     p = argparse.ArgumentParser(prog="python -m yolact.export", description="YOLACT -> ONNX (no post-processing)")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--out", required=True)
@@ -120,13 +139,28 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--maskiou", help="also export the YOLACT++ re-scoring net to this file")
     p.add_argument("--check", action="store_true", help="compare onnxruntime with PyTorch on a random input")
     args = p.parse_args(argv)
-    net, name, _ = load_for_inference(args.checkpoint, args.model, args.config)
+    if args.size is not None and (len(args.size) not in (1, 2) or min(args.size) < 32):
+        _fail(f"--size takes S or H W (each >= 32 px), got {' '.join(map(str, args.size))}")
+    if not os.path.isfile(args.checkpoint):
+        _fail(f"checkpoint {args.checkpoint!r} not found")
+    for flag, path in (("--out", args.out), ("--maskiou", args.maskiou)):
+        if path:
+            _check_out(flag, path)
+    try:
+        net, name, _ = load_for_inference(args.checkpoint, args.model, args.config)
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as err:  # absent, unreadable, does not fit
+        text = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
+        _fail(text if args.checkpoint in text or "--config" in text
+              else f"cannot load checkpoint {args.checkpoint!r}: {text}")
+    if args.maskiou and net.maskiou_net is None:
+        _fail(f"--maskiou: {name} has no mask re-scoring net")
     size = tuple(args.size) * (2 // len(args.size)) if args.size else (net.max_size, net.max_size)
-    export_onnx(net, args.out, size, opset=args.opset)
+    try:
+        export_onnx(net, args.out, size, opset=args.opset)
+    except OSError as err:
+        _fail(f"cannot write --out {args.out!r}: {err}")
     print(f"{name} -> {args.out} (input 1x3x{size[0]}x{size[1]})")
     if args.maskiou:
-        if net.maskiou_net is None:
-            raise ValueError(f"--maskiou: {name} has no mask re-scoring net")
         h, w = size[0] // 4, size[1] // 4
         torch.onnx.export(net.maskiou_net, (torch.zeros(1, 1, h, w),), args.maskiou, input_names=["masks"],
                           output_names=["iou"], opset_version=args.opset, dynamic_axes={"masks": {0: "n"}},

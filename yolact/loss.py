@@ -97,7 +97,7 @@ def semantic_loss_single(logits: Tensor, masks: Tensor, labels: Tensor) -> Tenso
 
 
 class YolactLoss(nn.Module):
-    """All YOLACT(++) loss terms; weights and thresholds as the original (``configs/loss/yolact*.yaml``).
+    """All YOLACT(++) loss terms; weights and thresholds as the original (``forge/configs/loss/yolact*.yaml``).
 
     Args:
         pos_iou, neg_iou, crowd_iou: matching thresholds (see :func:`yolact.matching.match_anchors`).

@@ -55,7 +55,7 @@ class Yolact(BaseModel):
         num_prototypes: ``k`` (32).
         fpn_channels: pyramid width (256).
         semantic_head: build the training-only semantic segmentation head on P3.
-        loss: loss module (``configs/loss/yolact*.yaml``); default ``YolactLoss()``.
+        loss: loss module (``forge/configs/loss/yolact*.yaml``); default ``YolactLoss()``.
         backbone_checkpoint: ImageNet weights for the backbone (torchvision layout for ResNet, the original
             ``darknet53.pth`` for DarkNet), loaded by :meth:`init_weights` (training only; building a model to
             test or run a checkpoint never reads it). ``'required'`` (the paper rows' configs): training stops at
@@ -131,7 +131,7 @@ class Yolact(BaseModel):
         self.semantic_head = SemanticHead(fpn_channels, num_classes) if semantic_head else None
         self.maskiou_net = MaskIoUNet(num_classes) if use_maskiou else None
         if loss is not None and "input_size" not in inspect.signature(loss.forward).parameters:
-            raise TypeError(f"Yolact: loss must be a YolactLoss-like module (configs/loss/yolact.yaml), got "
+            raise TypeError(f"Yolact: loss must be a YolactLoss-like module (forge/configs/loss/yolact.yaml), got "
                             f"{type(loss).__name__}")
         self.loss_module = loss if loss is not None else YolactLoss()
         self.test_cfg = dict(conf_thresh=conf_thresh, nms=nms, iou_threshold=nms_iou, top_k=nms_top_k,
@@ -171,8 +171,8 @@ class Yolact(BaseModel):
         ``'required'`` and none was given."""
         self._init_head_weights()
         if self.backbone_checkpoint == BACKBONE_REQUIRED:  # ConfigError: forge-train exits with this one line
-            raise ConfigError(f"Yolact ({self.backbone_name}): {missing_backbone_message(self.backbone_name)} "
-                              "(this attempt left only its config and log in the work dir: add overwrite=true)")
+            # forge-train removes this attempt's config and log folder, so the fixed command runs as it is
+            raise ConfigError(f"Yolact ({self.backbone_name}): {missing_backbone_message(self.backbone_name)}")
         if self.backbone_checkpoint in (None, BACKBONE_SCRATCH):
             if getattr(self.backbone, "freeze_bn", False):
                 print_log(f"Yolact: model.freeze_bn is on but the {self.backbone_name} backbone starts from random "

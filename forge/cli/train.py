@@ -72,26 +72,53 @@ def check_run_dir(cfg: DictConfig, work_dir: str) -> None:
         print(f"overwrite=true: deleted the earlier run in {work_dir}: {', '.join(found)}", flush=True)
 
 
+def discard_failed_start(work_dir: str, before: list[str], runner=None) -> list[str]:
+    """Delete what an attempt that failed during start-up added to ``work_dir`` (its ``config.yaml``, mmengine's
+    log folder, ...), so that fixing the cause and running the same command again needs no ``overwrite=true``.
+
+    ``before`` is :func:`earlier_run_files` from before the attempt (a resumed run's files are never touched). The
+    attempt counts as started, and keeps everything, once it trained an iteration or wrote a checkpoint or
+    ``metrics.json``. Rank 0 only. Returns the names deleted.
+    """
+    if int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0"))) != 0:
+        return []
+    if runner is not None and getattr(runner, "iter", 0) > 0:
+        return []
+    new = [n for n in earlier_run_files(work_dir) if n not in before]
+    if any(n.endswith(".pth") or n in ("last_checkpoint", "checkpoints.json", "metrics.json") for n in new):
+        return []
+    for name in new:
+        path = os.path.join(work_dir, name)
+        shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else os.remove(path)
+    return new
+
+
 def run_train(cfg: DictConfig) -> dict:
     """Validate ``cfg``, check its work dir (:func:`check_run_dir`), save the config there and train; returns the
-    final metrics."""
+    final metrics. An attempt that fails before training starts leaves nothing behind
+    (:func:`discard_failed_start`)."""
     validate(cfg)
     work_dir = resolve_work_dir(cfg)
     check_run_dir(cfg, work_dir)
     from ..distributed import get_rank
 
-    if cfg.get("engine", "runner") == "fit":
-        from ..fit import run_fit
+    before, runner = earlier_run_files(work_dir), None
+    try:
+        if cfg.get("engine", "runner") == "fit":
+            from ..fit import run_fit
 
-        save_config(cfg, work_dir)
-        return run_fit(cfg, work_dir)
+            save_config(cfg, work_dir)
+            return run_fit(cfg, work_dir)
 
-    from ..runner import build_runner
+        from ..runner import build_runner
 
-    runner = build_runner(cfg, work_dir, mode="train")
-    if get_rank() == 0:
-        save_config(cfg, work_dir)
-    runner.train()
+        runner = build_runner(cfg, work_dir, mode="train")
+        if get_rank() == 0:
+            save_config(cfg, work_dir)
+        runner.train()
+    except BaseException:
+        discard_failed_start(work_dir, before, runner)
+        raise
     metrics = {}
     from ..distributed import get_world_size, parameters_in_sync
 

@@ -295,6 +295,51 @@ def test_rerun_is_refused_and_resume_or_overwrite_are_explicit(tmp_path, capsys,
     assert left == ["best_accuracy_top1_epoch_1.pth", "epoch_1.pth"], left  # decoy and epoch_2 are gone
 
 
+def test_a_failed_start_leaves_no_run_behind(tmp_path, monkeypatch):
+    """A run stopped at start-up (here: the model's weight initialisation refuses, as a paper row without its
+    ImageNet backbone does) must not leave a config.yaml or log folder that forces overwrite=true next time."""
+    from forge.config import ConfigError
+    from forge.models import ImageClassifier
+
+    def refuse(self):
+        raise ConfigError("model.backbone_checkpoint is required")
+
+    work = tmp_path / "run"
+    with monkeypatch.context() as m:
+        m.setattr(ImageClassifier, "init_weights", refuse)
+        with pytest.raises(ConfigError, match="backbone_checkpoint is required"):
+            run_train(compose_cfg(fast_digits(str(work), epochs=1)))
+    from forge.cli.train import earlier_run_files
+
+    assert earlier_run_files(str(work)) == [] and not (work / "config.yaml").exists()
+    run_train(compose_cfg(fast_digits(str(work), epochs=1)))  # the same command, fixed: no overwrite=true needed
+    kept = earlier_run_files(str(work))
+    assert "config.yaml" in kept and "epoch_1.pth" in kept
+
+    with monkeypatch.context() as m:  # a resumed run that fails at start-up keeps the earlier run's files
+        m.setattr(ImageClassifier, "init_weights", refuse)
+        with pytest.raises(ConfigError):
+            run_train(compose_cfg(fast_digits(str(work), epochs=2, extra=["resume=auto"])))
+    assert set(kept) <= set(earlier_run_files(str(work)))
+
+
+def test_discard_failed_start_keeps_a_run_that_trained(tmp_path):
+    from forge.cli.train import discard_failed_start
+
+    (tmp_path / "config.yaml").write_text("a: 1\n")
+    (tmp_path / "20260101_120000").mkdir()
+
+    class Started:
+        iter = 3
+
+    assert discard_failed_start(str(tmp_path), [], Started()) == []
+    (tmp_path / "iter_2.pth").write_bytes(b"")
+    assert discard_failed_start(str(tmp_path), [], None) == []  # a checkpoint: the run started
+    os.remove(tmp_path / "iter_2.pth")
+    assert discard_failed_start(str(tmp_path), [], None) == ["20260101_120000", "config.yaml"]
+    assert os.listdir(tmp_path) == []
+
+
 def test_hydra_files_of_this_launch_are_not_an_earlier_run(tmp_path):
     from forge.cli.train import earlier_run_files
 

@@ -223,5 +223,39 @@ def test_export_of_our_run(tmp_path, capsys):
                         "--check"]) == 0
     printed = capsys.readouterr().out
     assert out.is_file() and "input 1x3x64x96" in printed and "config.yaml" in printed
-    with pytest.raises(FileNotFoundError, match="--config .*nope.yaml"):
-        export_main(["--checkpoint", str(run / "iter_1.pth"), "--out", str(out), "--config", "nope.yaml"])
+    assert "nope.yaml" in _export_exit_line(capsys, ["--checkpoint", str(run / "iter_1.pth"), "--out", str(out),
+                                                     "--config", "nope.yaml"])
+
+
+def _export_exit_line(capsys, argv) -> str:
+    """The one stderr line of a ``python -m yolact.export`` call that must end with status 2."""
+    from yolact.export import main as export_main
+
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        export_main(argv)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    return err
+
+
+def test_export_bad_checkpoint_or_argument_exits_2_naming_it(official_r50, tmp_path, capsys):
+    path, state = official_r50
+    out = str(tmp_path / "x.onnx")
+    cases = {"absent.pth": None, "garbage.pth": b"\x00not a checkpoint", "numbers.pth": {"a": 1},
+             "no_protonet.pth": {k: v for k, v in state.items() if not k.startswith("proto_net.")}}
+    for name, content in cases.items():
+        ckpt = tmp_path / name
+        if isinstance(content, bytes):
+            ckpt.write_bytes(content)
+        elif content is not None:
+            torch.save(content, ckpt)
+        assert str(ckpt) in _export_exit_line(capsys, ["--checkpoint", str(ckpt), "--out", out]), name
+    ok = ["--checkpoint", str(path), "--model", "yolact_resnet50"]
+    nowhere = str(tmp_path / "no_such_dir" / "x.onnx")
+    assert "no_such_dir" in _export_exit_line(capsys, [*ok, "--out", nowhere])
+    assert "--out" in _export_exit_line(capsys, [*ok, "--out", str(tmp_path)])  # a folder
+    assert "--size" in _export_exit_line(capsys, [*ok, "--out", out, "--size", "64", "64", "64"])
+    assert "--maskiou" in _export_exit_line(capsys, [*ok, "--out", out, "--size", "64", "--maskiou",
+                                                     str(tmp_path / "m.onnx")])  # YOLACT (not ++) has none
+    assert not (tmp_path / "x.onnx").exists()
