@@ -241,3 +241,42 @@ def test_forge_test_detector_boxes_mask_ap(shapes, tmp_path):
     torch.save({k: v for k, v in tiny_sam().state_dict().items() if not k.startswith("mask_decoder.")}, other)
     with pytest.raises(ConfigError, match="other.pth"):
         _forge_test("eval_coco_box", root, str(other), tmp_path / "bad")
+
+
+EVAL_EXPERIMENTS = [f"eval_{d}_{p}" for d in ("coco", "lvis", "sa1k") for p in ("box", "box_2points", "center_point")]
+
+
+@pytest.mark.parametrize("experiment", EVAL_EXPERIMENTS + ["eval_coco_detector_boxes"])
+def test_eval_experiments_compose(experiment):
+    from tests.forge.helpers import compose_cfg
+
+    cfg = compose_cfg([f"experiment=edgesam/{experiment}", "model=edgesam/vit_h"], "test")
+    assert cfg.model._target_ == "edgesam.evaluate.PromptSegmenter" and cfg.model.sam.name == "vit_h"
+    assert cfg.pipeline.val is None and cfg.runtime.num_vis_images == 0
+    metric = cfg.dataset.evaluator[0]._target_
+    if experiment == "eval_coco_detector_boxes":
+        assert metric == "forge.evaluation.coco.CocoMetric" and set(cfg.paper.mask_AP) >= {"vit_h", "edge_sam"}
+        return
+    assert metric == "forge.evaluation.prompt.PromptSegMetric"
+    assert set(cfg.paper.mIoU) == {"vit_h", "mobile_sam", "edge_sam"}
+    mode = {"box": ("box", 0), "box_2points": ("box_refine", 2), "center_point": ("center_point", 0)}
+    assert (cfg.model.mode, cfg.model.refine_iters) == mode[experiment.split("_", 2)[2]]
+    assert cfg.model.max_prompts == (64 if "sa1k" in experiment else None)
+
+
+def test_paper_numbers_and_edge_sam_config():
+    from hydra.utils import instantiate
+
+    from tests.forge.helpers import compose_cfg
+
+    coco = compose_cfg(["experiment=edgesam/eval_coco_box"], "test").paper.mIoU
+    lvis = compose_cfg(["experiment=edgesam/eval_lvis_box"], "test").paper.mIoU
+    # the "+2.3 mIoU over MobileSAM on COCO" (GT boxes); on LVIS the table gives +3.1
+    assert round(coco.edge_sam - coco.mobile_sam, 1) == 2.3 and round(lvis.edge_sam - lvis.mobile_sam, 1) == 3.1
+    cfg = compose_cfg(["experiment=edgesam/eval_coco_center_point"], "test")
+    model = instantiate(cfg.model, _convert_="partial")  # the real EdgeSAM, random weights (checkpoint= loads)
+    assert isinstance(model, PromptSegmenter) and model.mode == "center_point" and model.sam.img_size == 1024
+    state = {k.removeprefix("sam."): v for k, v in model.state_dict().items()}
+    state["rpn_head.cls.weight"] = torch.zeros(1)  # an EdgeSAM release's optional RPN keys are dropped
+    adapted = model.adapt_state_dict(state)
+    assert set(adapted) == set(model.state_dict()) and model.adapt_state_dict(model.state_dict()) is None
