@@ -162,12 +162,17 @@ def test_cli_composes_and_resumes(shapes_root, tmp_path):
         "dataset=shapes", f"dataset.root={shapes_root}", "pipeline=yolact_shapes",
         "cache.split=val", f"cache.dir={tmp_path}", "cache.num_workers=0", "runtime.device=cpu",
         "cache.teacher={_target_: tests.forge.test_embedding_cache.TinyTeacher, seed: 2}",
-        "cache.dataset={_target_: forge.data.coco_dataset.CocoInstanceDataset, "
-        f"ann_file: '{shapes_root}/annotations/instances_val.json', img_prefix: '{shapes_root}/val'}}",
     ]
     cfg = compose_cfg(overrides, "cache_embeddings")
+    # the experiment's augmentation is off: the teacher sees the stored image (yolact_shapes would resize it)
+    assert cfg.dataset.val.pipeline is None and cfg.dataset.train.resample_empty is False
     out = run_cache(cfg)
     assert (out["written"], out["total"]) == (2, 2)
+    from forge.data.coco_dataset import CocoInstanceDataset
+
+    raw = CocoInstanceDataset(f"{shapes_root}/annotations/instances_val.json", f"{shapes_root}/val")[1]
+    stored = EmbeddingCache(tmp_path, out["fingerprint"]).load(raw["data_samples"].meta.image_id)
+    assert torch.equal(stored, TinyTeacher(seed=2)([raw["inputs"]])[0].half())
     assert run_cache(cfg)["skipped"] == 2
     from forge.config import ConfigError
 
