@@ -270,3 +270,12 @@ def test_selectable_by_name_with_per_call_inputs():
         ref_keep, ref_new = noh_nms(c["boxes"], scores[:, k], c["overlap_boxes"], probs[:, k])
         assert keep[labels == k].tolist() == ref_keep.tolist()
         assert torch.equal(new[labels == k], ref_new)
+
+
+def test_zero_area_boxes_are_all_kept():
+    # as every NMS of the family (tests/forge/ops/test_nms.py): zero-area boxes never intersect anything
+    b = torch.tensor([[5.0, 5, 5, 5]] * 4 + [[7.0, 0, 7, 9]] * 3)
+    scores = torch.linspace(0.9, 0.3, 7)
+    ob = torch.tensor([[5.0, 5, 6, 6]] * 7)
+    keep, new = noh_nms(b, scores, ob, torch.full((7,), 0.9))
+    assert keep.tolist() == list(range(7)) and torch.equal(new, scores)
