@@ -18,12 +18,16 @@ multiplied by a Gaussian of how far ``b`` is from the hallucinated box instead o
   ``>= 0.6`` is flagged, and a flagged box, once selected, suppresses like greedy NMS.
 * A box is rescored only where it intersects ``M``; a rescored box whose score is ``< score_threshold`` is dropped
   at once (even when its weight was 1), an untouched one never is.
-* Boxes are processed in the public code's in-place order (swap the maximum forward; a dropped box's slot takes
-  the last box), which decides which of two exactly tied scores is selected first.
+* Of two exactly tied, interacting boxes the one first in the public code's in-place order (the maximum swapped
+  forward; a dropped box's slot takes the last box) is selected first.
 
 Arithmetic follows the public code's dtypes under NumPy 2 (box maths in the boxes' dtype, the Gaussian weight and
-the rescoring product in float64, then rounded to the scores' dtype), so float32 inputs give the same keeps and
-scores to the last bit in the fixture cases.
+the rescoring product in float64, then rounded to the scores' dtype): on the fixture cases the kept indices are the
+same and scores differ by at most one float32 ulp (NumPy's float32 ``log`` is not torch's).
+
+Two paths: :func:`_noh_rounds` (the default; selects every box that is a local maximum of the interaction graph at
+once, a few rounds per crowd) and :func:`_noh_sequential` (the public loop step by step, for ties). Both are plain
+torch: CPU or CUDA, a host sync per round or step.
 """
 
 from __future__ import annotations
@@ -256,7 +260,7 @@ def noh_nms(
             areas, so that with every overlap probability at 0 the result is ``torchvision.ops.nms``'s).
 
     Returns:
-        ``keep (K,)`` int64 indices into the inputs sorted by final score, descending (ties in selection order),
+        ``keep (K,)`` int64 indices into the inputs sorted by final score, descending (equal scores: ascending index),
         and ``new_scores (K,)`` their final scores.
     """
     _check_inputs("noh_nms", boxes, scores, overlap_boxes, overlap_probs, overlap_sigmas, idxs)
