@@ -3,6 +3,7 @@
     forge-test experiment=dynvit/digits_relu_ln checkpoint=work_dirs/dynvit/digits_relu_ln/epoch_30.pth
     forge-test config=work_dirs/dynvit/digits_relu_ln/config.yaml checkpoint=...   # the saved config alone
     forge-test config=work_dirs/dynvit/digits_relu_ln/config.yaml   # that run's best checkpoint, else its last
+    forge-test ... corruption.name=gaussian_noise corruption.severity=3   # ImageNet-C corruption of the test images
 
 Metrics are printed, written to ``<work_dir>/metrics.json`` (``_phase: test``) and returned.
 """
@@ -72,6 +73,30 @@ def _run_checkpoint(config: str) -> str:
     return path
 
 
+def apply_corruption(cfg: DictConfig) -> DictConfig:
+    """With ``corruption.name`` set, put :class:`forge.data.corruptions.Corrupt` first in the evaluated split's
+    pipeline (the image as loaded, before any resize, as MaskCLIP's robustness study); ``cfg`` is changed in place."""
+    spec = cfg.get("corruption")
+    if not spec or not spec.get("name"):
+        return cfg
+    from ..data.corruptions import CORRUPTIONS
+
+    name, severity = str(spec.name), spec.get("severity")
+    if name not in CORRUPTIONS:
+        raise ConfigError(f"corruption.name={name!r} is invalid: choose one of {', '.join(CORRUPTIONS)}")
+    if not isinstance(severity, int) or isinstance(severity, bool) or not 1 <= severity <= 5:
+        raise ConfigError(f"corruption.severity={severity!r} is invalid: must be an integer 1..5")
+    split = "test" if cfg.dataset.get("test") is not None else "val"
+    node = OmegaConf.to_container(cfg.dataset[split], resolve=True)
+    pipeline = node.get("pipeline") if isinstance(node, dict) else None
+    if pipeline is not None and not isinstance(pipeline, list):
+        raise ConfigError(f"corruption: dataset.{split}.pipeline must be a list of transforms to prepend to")
+    step = {"_target_": "forge.data.corruptions.Corrupt", "name": name, "severity": severity}
+    node["pipeline"] = [step, *(pipeline or [])]
+    cfg.dataset[split] = node
+    return cfg
+
+
 def run_test(cfg: DictConfig) -> dict:
     """Evaluate ``cfg.checkpoint`` (read once; with only ``config=``, that run's best or last checkpoint) on the
     test split (the val split when there is none); returns the metrics."""
@@ -85,6 +110,7 @@ def run_test(cfg: DictConfig) -> dict:
                           "else its last)")
     if not os.path.isfile(str(checkpoint)):
         raise ConfigError(f"checkpoint={checkpoint!r} does not exist")
+    apply_corruption(cfg)
     validate(cfg, mode="test")
     work_dir = resolve_work_dir(cfg)
     from ..runner import build_runner
