@@ -197,7 +197,8 @@ def read_clip_file(path: str) -> tuple[dict[str, torch.Tensor], str, dict[str, A
             obj = torch.load(path, map_location="cpu", weights_only=True)
             source = "state_dict"
     except Exception as err:  # torch/pickle/zip raise many types for a file that is not a checkpoint
-        raise CLIPLoadError(f"cannot read CLIP checkpoint {path!r}: {type(err).__name__}: {err}") from err
+        first = (str(err).strip().splitlines() or [""])[0]  # torch's messages run to many lines
+        raise CLIPLoadError(f"cannot read CLIP checkpoint {path!r}: {type(err).__name__}: {first}") from err
     if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
         model_cfg = obj.get("model_cfg")
         obj = obj["state_dict"]
