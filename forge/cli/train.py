@@ -158,12 +158,30 @@ def _summary(runner, work_dir: str, metrics: dict) -> None:
     print("\n".join(lines), flush=True)
 
 
+def _input_error(err: BaseException) -> BaseException | None:
+    """The error about the user's config or files behind ``err``, if any: a :class:`ConfigError` or a bad
+    annotation file, also when Hydra's ``instantiate`` wrapped it (its ``__cause__``); they name the key or file."""
+    from ..data.coco_reader import AnnotationError
+    from ..data.crowdhuman_reader import CrowdHumanFormatError
+
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, (ConfigError, AnnotationError, CrowdHumanFormatError)):
+            return err
+        seen.add(id(err))
+        err = err.__cause__
+    return None
+
+
 @hydra.main(config_path=CONFIG_DIR, config_name="train", version_base="1.3")
 def _main(cfg: DictConfig) -> float | None:
     try:
         metrics = run_train(cfg)
-    except ConfigError as err:
-        report_and_exit(err)
+    except Exception as err:
+        cause = _input_error(err)
+        if cause is None:  # anything else is a bug: traceback
+            raise
+        report_and_exit(cause)
     # the first metric is what Hydra sweepers (e.g. optuna) optimise
     values = [v for k, v in metrics.items() if not k.startswith("_") and isinstance(v, int | float)]
     return float(values[0]) if values else None

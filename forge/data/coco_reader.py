@@ -65,10 +65,13 @@ def _load_json(source: str | os.PathLike | Mapping) -> tuple[dict, str]:
         return dict(source), "<dict>"
     path = Path(source)
     try:
-        with open(path) as f:
+        with open(path, encoding="utf-8") as f:  # JSON is UTF-8 (RFC 8259), whatever the locale
             data = json.load(f)
     except FileNotFoundError:
         raise AnnotationError(f"{path}: file not found") from None
+    except UnicodeDecodeError as e:
+        raise AnnotationError(f"{path}: not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start}); "
+                              "a JSON annotation file must be UTF-8") from None
     except json.JSONDecodeError as e:
         raise AnnotationError(f"{path}: not valid JSON ({e})") from None
     if not isinstance(data, dict):

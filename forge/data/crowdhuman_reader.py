@@ -176,12 +176,31 @@ def _flag(obj: Any, sub: str, key: str, path: str, line: int) -> bool:
     return v != 0
 
 
+def _not_utf8(path: str, line: int, e: UnicodeDecodeError) -> CrowdHumanFormatError:
+    return _err(path, line, f"not UTF-8 text (byte 0x{e.object[e.start]:02x}); odgt/json files must be UTF-8")
+
+
+def _read_json(path: str):
+    """``json.load`` of a UTF-8 file; bad bytes or bad JSON raise :class:`CrowdHumanFormatError` naming the file."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except UnicodeDecodeError as e:
+        raise _not_utf8(path, 0, e) from None
+    except json.JSONDecodeError as e:
+        raise _err(path, e.lineno, f"invalid JSON ({e.msg} at column {e.colno})") from None
+
+
 def _iter_json_lines(path: str):
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"CrowdHuman file not found: {path}")
-    with open(path, encoding="utf-8") as f:
-        for lineno, text in enumerate(f, start=1):
+    with open(path, "rb") as f:  # bytes, decoded per line: a bad byte is reported with its line number
+        for lineno, raw in enumerate(f, start=1):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise _not_utf8(path, lineno, e) from None
             if not text.strip():
                 continue
             try:
@@ -395,11 +414,7 @@ def read_id_map(path: str | os.PathLike) -> dict:
     ``{"ID", "width", "height"}`` so that the detections learn the image size (needed for clipping).
     """
     path = os.fspath(path)
-    with open(path, encoding="utf-8") as f:
-        try:
-            data = json.load(f)
-        except json.JSONDecodeError as e:
-            raise _err(path, e.lineno, f"invalid JSON ({e.msg})") from None
+    data = _read_json(path)
     if isinstance(data, Mapping) and "images" in data:
         out = {}
         for i, im in enumerate(data["images"]):
@@ -446,11 +461,7 @@ def read_coco_results(
     path = os.fspath(path)
     if isinstance(id_map, (str, os.PathLike)):
         id_map = read_id_map(id_map)
-    with open(path, encoding="utf-8") as f:
-        try:
-            data = json.load(f)
-        except json.JSONDecodeError as e:
-            raise _err(path, e.lineno, f"invalid JSON ({e.msg} at column {e.colno})") from None
+    data = _read_json(path)
     if not isinstance(data, list):
         raise _err(path, 0, f"a COCO result file must hold a json list, got {type(data).__name__}")
     groups: dict[str, list] = {}
@@ -490,8 +501,8 @@ def read_detections(
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"CrowdHuman detection file not found: {path}")
-    with open(path, encoding="utf-8") as f:
+    with open(path, "rb") as f:  # the first non-blank byte decides; decoding errors are the readers' to report
         head = f.read(4096).lstrip()
-    if head.startswith("["):
+    if head.startswith(b"["):
         return read_coco_results(path, id_map=id_map, category_ids=category_ids)
     return read_dt_odgt(path)

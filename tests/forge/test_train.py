@@ -323,6 +323,24 @@ def test_a_failed_start_leaves_no_run_behind(tmp_path, monkeypatch):
     assert set(kept) <= set(earlier_run_files(str(work)))
 
 
+def test_cli_non_utf8_annotation_file_is_one_line_naming_it(tmp_path):
+    from forge.data.shapes import make_shapes
+
+    root = tmp_path / "shapes"
+    make_shapes(str(root), num_train=2, num_val=1, size=64)
+    ann = root / "annotations" / "instances_train.json"
+    text = ann.read_text(encoding="utf-8")
+    ann.write_bytes(text.replace('"images"', '"info": {"author": "Jos\u00e9"}, "images"', 1).encode("latin-1"))
+    work = tmp_path / "run"
+    proc = run_cli("forge-train", ["experiment=yolact/shapes", f"dataset.root={root}", f"work_dir={work}",
+                                   "schedule.max_iters=1", "schedule.num_workers=0"])
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = proc.stderr.strip().splitlines()
+    assert "Traceback" not in proc.stderr and len(lines) == 1, proc.stderr[-2000:]
+    assert f"{ann}: not UTF-8 text (byte 0xe9" in lines[0]
+    assert not (work / "config.yaml").exists()  # nothing left that would need overwrite=true
+
+
 def test_discard_failed_start_keeps_a_run_that_trained(tmp_path):
     from forge.cli.train import discard_failed_start
 

@@ -92,6 +92,15 @@ def test_reads_files_and_names_them(tmp_path):
         CocoAnnotations.load(path)
 
 
+def test_non_utf8_file_is_one_clear_error(tmp_path):
+    path = tmp_path / "latin1.json"
+    text = json.dumps(_coco()).replace('"images"', '"images", "info": {"author": "Jos\u00e9"}, "x"', 1)
+    path.write_bytes(text.encode("latin-1"))  # é as the single byte 0xe9
+    with pytest.raises(AnnotationError, match=r"latin1\.json: not UTF-8 text \(byte 0xe9 at offset \d+\)") as err:
+        CocoAnnotations.load(path)
+    assert "\n" not in str(err.value) and err.value.__cause__ is None
+
+
 def _broken(edit):
     d = copy.deepcopy(_coco())
     edit(d)

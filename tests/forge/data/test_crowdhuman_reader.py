@@ -233,3 +233,25 @@ def test_read_detections_dispatch(tmp_path):
     with pytest.raises(FileNotFoundError):
         read_detections(tmp_path / "missing.json")
     assert math.isclose(read_detections(coco)[0].scores[0], 0.5)
+
+
+def test_non_utf8_files_name_the_file_and_line(tmp_path):
+    good = json.dumps(_gt_line("a"))
+    bad = json.dumps(_gt_line("Jos\u00e9", boxes=[]), ensure_ascii=False).encode("latin-1")
+    odgt = tmp_path / "gt.odgt"
+    odgt.write_bytes(good.encode() + b"\n" + bad + b"\n")
+    with pytest.raises(CrowdHumanFormatError, match=r"gt\.odgt:2: not UTF-8 text \(byte 0xe9\)"):
+        read_gt_odgt(odgt)
+    dt = tmp_path / "dt.odgt"
+    dt.write_bytes(json.dumps({"ID": "Jos\u00e9", "dtboxes": []}, ensure_ascii=False).encode("latin-1") + b"\n")
+    with pytest.raises(CrowdHumanFormatError, match=r"dt\.odgt:1: not UTF-8"):
+        read_detections(dt)
+    coco = tmp_path / "dt.json"
+    row = json.dumps({"image_id": "Jos\u00e9", "bbox": [0, 0, 1, 1], "score": 0.5}, ensure_ascii=False)
+    coco.write_bytes(b"[" + row.encode("latin-1") + b"]")
+    with pytest.raises(CrowdHumanFormatError, match=r"dt\.json: not UTF-8"):
+        read_detections(coco)
+    ids = tmp_path / "ids.json"
+    ids.write_bytes(json.dumps({"1": "Jos\u00e9"}, ensure_ascii=False).encode("latin-1"))
+    with pytest.raises(CrowdHumanFormatError, match=r"ids\.json: not UTF-8"):
+        read_id_map(ids)
