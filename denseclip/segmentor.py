@@ -19,14 +19,18 @@ from .text_classifier import build_text_classifier
 __all__ = ["build_maskclip", "MaskCLIPSegmentor"]
 
 
-def build_maskclip(clip_path: str | LoadedCLIP, class_names: Sequence[str], arch: str | None = None,
+def build_maskclip(clip_path: str | LoadedCLIP, class_names: str | Sequence[str], arch: str | None = None,
                    templates: str | Sequence[str] = "paper", key_smoothing: float = 0.0,
                    prompt_denoising: float = 0.0, key_norm: str = "official", variant: str = "maskclip",
                    protocol: str = "official") -> MaskCLIP:
     """Load the CLIP at ``clip_path`` (expected architecture ``arch``; None = whatever it holds), encode the
-    class names with ``templates`` (cached on disk) and return the frozen MaskCLIP."""
+    class names (a list, or a set name of :data:`forge.data.semseg.CLASS_SETS`) with ``templates`` (cached on disk)
+    and return the frozen MaskCLIP."""
+    from forge.data.semseg.classes import resolve_classes
+
     clip = clip_path if isinstance(clip_path, LoadedCLIP) else load_clip(arch, str(clip_path))
-    emb = build_text_classifier(clip, list(class_names), templates)
+    templates = list(templates) if not isinstance(templates, str) else templates
+    emb = build_text_classifier(clip, resolve_classes(class_names), templates)
     return MaskCLIP(clip, emb, variant=variant, protocol=protocol, key_smoothing=key_smoothing,
                     prompt_denoising=prompt_denoising, key_norm=key_norm)
 
@@ -46,10 +50,14 @@ class MaskCLIPSegmentor(BaseModel):
         self.mode, self.crop, self.stride = mode, int(crop), int(stride)
 
     def adapt_state_dict(self, state: dict) -> dict | None:
-        """A CLIP state dict (``visual.*``, text keys ignored) -> ``maskclip.visual.*``; None for other files."""
+        """A CLIP state dict (``visual.*``, text keys ignored) -> ``maskclip.visual.*``; None for this model's own
+        checkpoints (``maskclip.*``); anything else raises ``ValueError``."""
+        if any(k.startswith("maskclip.") for k in state):
+            return None
         state = normalize_clip_keys(state)
         if not any(k.startswith("visual.") for k in state):
-            return None
+            raise ValueError(f"the checkpoint holds neither CLIP weights (visual.*) nor a MaskCLIP model (maskclip.*); "
+                             f"its first keys: {sorted(state)[:3]}")
         return {f"maskclip.{k}": v for k, v in state.items() if k.startswith("visual.")}
 
     def _fill_padding(self, inputs: Tensor, data_samples: Sequence) -> Tensor:

@@ -4,7 +4,10 @@
 
 from __future__ import annotations
 
-__all__ = ["VOC_CLASSES", "VOC20_CLASSES", "CONTEXT60_CLASSES", "CONTEXT59_CLASSES", "COCO_STUFF_CLASSES"]
+from collections.abc import Sequence
+
+__all__ = ["VOC_CLASSES", "VOC20_CLASSES", "CONTEXT60_CLASSES", "CONTEXT59_CLASSES", "COCO_STUFF_CLASSES",
+           "CLASS_SETS", "resolve_classes"]
 
 # PASCAL VOC 2012: PNG value 0 = background, 1..20 the objects, 255 = boundary/void
 VOC20_CLASSES: tuple[str, ...] = (
@@ -45,3 +48,21 @@ COCO_STUFF_CLASSES: tuple[str, ...] = (
     "waterdrops", "window-blind", "window-other", "wood",
 )
 assert len(VOC20_CLASSES) == 20 and len(CONTEXT59_CLASSES) == 59 and len(COCO_STUFF_CLASSES) == 171
+
+#: the lists by name (configs say ``classes: voc20``)
+CLASS_SETS: dict[str, tuple[str, ...]] = {
+    "voc20": VOC20_CLASSES, "voc21": VOC_CLASSES, "context59": CONTEXT59_CLASSES, "context60": CONTEXT60_CLASSES,
+    "coco_stuff": COCO_STUFF_CLASSES,
+}
+
+
+def resolve_classes(spec: str | Sequence[str]) -> list[str]:
+    """A set name of :data:`CLASS_SETS` or an explicit list -> the class names."""
+    if isinstance(spec, str):
+        if spec not in CLASS_SETS:
+            raise ValueError(f"unknown class set {spec!r}; choose one of {', '.join(CLASS_SETS)} or give a list")
+        return list(CLASS_SETS[spec])
+    names = [str(n) for n in spec]
+    if not names:
+        raise ValueError("empty class list")
+    return names

@@ -86,6 +86,9 @@ class SemSegDataset(Dataset):
         img_suffix, seg_suffix: file name endings (the label's replaces the image's).
         pipeline: transforms of :mod:`forge.data.transforms.semseg` (a list or a callable).
         keep_ori_gt: carry the original-resolution labels for evaluation (``SegSample.ori_gt_sem_seg``).
+        suppress_labels: classes whose pixels are marked -1 (unlabelled) right after reading, before any
+            transform, as MaskCLIP's ``LoadAnnotations(suppress_labels=...)``; ``"all"``: every class
+            (annotation-free training).
     """
 
     def __init__(
@@ -102,6 +105,7 @@ class SemSegDataset(Dataset):
         pipeline: Sequence[Callable] | Callable | None = None,
         keep_ori_gt: bool = True,
         ignore_index: int = IGNORE_INDEX,
+        suppress_labels: Sequence[int] | str | None = None,
     ) -> None:
         self.root = str(root)
         self.classes = tuple(classes)
@@ -109,6 +113,14 @@ class SemSegDataset(Dataset):
         self.reduce_zero_label = bool(reduce_zero_label)
         self.keep_ori_gt = bool(keep_ori_gt)
         self.ignore_index = int(ignore_index)
+        if isinstance(suppress_labels, str):
+            if suppress_labels != "all":
+                raise ValueError(f"suppress_labels must be a list of class indices or 'all', got {suppress_labels!r}")
+            suppress_labels = range(len(self.classes))
+        self.suppress_labels = tuple(int(c) for c in (suppress_labels or ()))
+        bad = [c for c in self.suppress_labels if not 0 <= c < len(self.classes)]
+        if bad:
+            raise ValueError(f"{type(self).__name__}: suppress_labels {bad} outside 0..{len(self.classes) - 1}")
         if pipeline is None or callable(pipeline):
             self.pipeline = pipeline
         else:
@@ -175,9 +187,13 @@ class SemSegDataset(Dataset):
             raise LabelError(f"{seg_path}: label map {gt.shape} and image {img_path} {img.shape[:2]} differ in size")
         h, w = gt.shape
         meta = ImageMeta(image_id=index, file_name=img_path, ori_shape=(h, w), img_shape=(h, w), pad_shape=(h, w))
+        if self.keep_ori_gt:
+            ori = gt.copy()
+        if self.suppress_labels:
+            gt[np.isin(gt, self.suppress_labels)] = -1
         sample = dict(img=img, gt_seg=gt, meta=meta)
         if self.keep_ori_gt:
-            sample["ori_gt_seg"] = gt.copy()
+            sample["ori_gt_seg"] = ori
         return sample
 
     def __getitem__(self, index: int) -> dict:

@@ -148,3 +148,16 @@ def test_test_resize_keeps_original_labels_and_collate_pads(tmp_path):
     assert s0.meta.img_shape == (10, 20) and s0.meta.pad_shape == (20, 20)
     assert (s0.gt_sem_seg[10:] == 255).all() and (s0.gt_sem_seg[:10] == 1).all()
     assert (batch["inputs"][0, :, 10:] == 0).all()
+
+
+def test_suppress_labels_marks_unlabelled_pixels(voc):
+    root, seg = voc
+    ds = VOCSegDataset(str(root), split="val", suppress_labels=[0, 19])
+    item = ds[0]["data_samples"]
+    full = np.where((seg == 0) | (seg == 255), 255, seg - 1)
+    np.testing.assert_array_equal(item.gt_sem_seg.numpy(), np.where(np.isin(full, [0, 19]), -1, full))
+    np.testing.assert_array_equal(item.ori_gt_sem_seg.numpy(), full)
+    every = VOCSegDataset(str(root), split="val", suppress_labels="all")[0]["data_samples"].gt_sem_seg.numpy()
+    np.testing.assert_array_equal(every, np.where(full == 255, 255, -1))
+    with pytest.raises(ValueError, match=r"suppress_labels \[20\]"):
+        VOCSegDataset(str(root), split="val", suppress_labels=[20])
