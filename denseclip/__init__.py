@@ -10,8 +10,17 @@ Public API (also used by ``ovsam``):
   SCLIP variants), :func:`cosine_logits`, :func:`refine` (prompt denoising, key smoothing).
 """
 
-from .clip_loading import (CLIP_ARCHITECTURES, CLIPLoadError, LoadedCLIP, build_clip, canonical_arch,
-                           clip_fingerprint, load_clip, save_clip, wrap_clip)
+from .clip_loading import (
+    CLIP_ARCHITECTURES,
+    CLIPLoadError,
+    LoadedCLIP,
+    build_clip,
+    canonical_arch,
+    clip_fingerprint,
+    load_clip,
+    save_clip,
+    wrap_clip,
+)
 from .maskclip import MaskCLIP, cosine_logits
 from .refine import KS_THRESHOLD, PD_THRESHOLD, key_smooth, prompt_denoise, refine
 from .templates import PAPER_TEMPLATES, resolve_templates

@@ -10,9 +10,19 @@ import pytest
 import torch
 from open_clip.model import CustomTextCLIP, convert_weights_to_lp
 
-from denseclip.clip_loading import (CLIP_ARCHITECTURES, CLIPLoadError, build_clip, canonical_arch,
-                                    clip_config_from_state_dict, clip_fingerprint, identify_architecture, load_clip,
-                                    normalize_clip_keys, save_clip, wrap_clip)
+from denseclip.clip_loading import (
+    CLIP_ARCHITECTURES,
+    CLIPLoadError,
+    build_clip,
+    canonical_arch,
+    clip_config_from_state_dict,
+    clip_fingerprint,
+    identify_architecture,
+    load_clip,
+    normalize_clip_keys,
+    save_clip,
+    wrap_clip,
+)
 from tests.denseclip.seeded import TINY_RN, TINY_VIT, seeded_state_dict
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "denseclip"
