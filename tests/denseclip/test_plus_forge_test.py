@@ -75,3 +75,25 @@ def test_forge_test_rejects_another_models_file(setup, tmp_path, monkeypatch):
     torch.save({"state_dict": {"backbone.w": torch.zeros(1)}}, other)
     with pytest.raises(ConfigError, match="neither CLIP weights"):
         _forge_test(ckpt, root, tmp_path / "w", [f"checkpoint={other}"])
+
+
+def test_corruption_table_script(setup, tmp_path, monkeypatch):
+    import importlib.util
+
+    ckpt, root, tmp = setup
+    monkeypatch.setenv("DENSECLIP_CACHE", str(tmp / "cache"))
+    spec = importlib.util.spec_from_file_location("dc_corruption", "benchmarks/denseclip_corruption.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    md = tmp_path / "bench.md"
+    text = mod.main(["--experiment", "denseclip/maskclip_colour_shapes", "--checkpoint", ckpt,
+                     "--set", f"dataset.root={root}", "--set", f"model.maskclip.clip_path={ckpt}",
+                     "--set", "runtime.device=cpu", "--set", "schedule.num_workers=0",
+                     "--corruptions", "contrast,jpeg_compression", "--severities", "1,5",
+                     "--work-root", str(tmp_path / "w"), "--md", str(md)])
+    lines = text.splitlines()
+    assert lines[0] == "| corruption | severity 1 | severity 5 | mean |"
+    assert lines[3].startswith("| contrast | ") and lines[4].startswith("| jpeg_compression | ")
+    assert "<!-- denseclip-corruption:begin -->" in md.read_text() and "| none (clean) |" in md.read_text()
+    for s in (1, 5):
+        assert (tmp_path / "w" / f"contrast{s}" / "test_metrics.json").is_file()
