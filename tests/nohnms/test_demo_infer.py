@@ -68,3 +68,18 @@ def test_infer_errors_exit_2_with_one_line(run, tmp_path, capsys, case):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("error: forge-infer nohnms:")
     assert {"image": "none.png", "checkpoint": "none.pth", "bad_checkpoint": "bad.pth"}[case] in err
+
+
+def test_forge_test_evaluates_with_either_nms(run, tmp_path):
+    from forge.cli.test import run_test
+    from tests.forge.helpers import compose_cfg
+
+    data, work, _ = run
+    ckpt = (work / "last_checkpoint").read_text().strip()
+    out = {}
+    for nms in ("noh", "greedy"):  # the experiment as forge-test composes it, one override apart
+        cfg = compose_cfg(["experiment=nohnms/crowd_synth", f"dataset.root={data}", f"checkpoint={ckpt}",
+                           f"work_dir={tmp_path / nms}", f"model.nms={nms}", *TINY], "test")
+        out[nms] = run_test(cfg)
+        assert {"crowdhuman/AP", "crowdhuman/MR-2", "crowdhuman/recall"} <= set(out[nms])
+        assert (tmp_path / nms / "test_metrics.json").is_file()
