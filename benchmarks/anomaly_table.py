@@ -13,6 +13,10 @@ Parts (``--part``):
 * ``real``    Mahalanobis outlier scores on the shared sets: Rglasso precision vs ``MinCovDet``,
               ``EllipticEnvelope``, RPCA (PCP on the standardised data) and the plain empirical covariance.
 
+Each part writes its own section of ``docs/benchmarks.md`` (``--doc``; ``--doc ''`` only prints):
+``anomaly-rglasso-synthetic``, ``anomaly-rglasso-real``, ``anomaly-gaal`` (``anomaly-gaal-paper-stop`` with
+``--paper-stop-epochs``); a summary computed from the table closes each section.
+
 Examples::
 
     OMP_NUM_THREADS=1 python benchmarks/anomaly_table.py --part rglasso --seeds 5
@@ -27,11 +31,9 @@ import contextlib
 import io
 import json
 import os
-import platform
 import sys
 import time
 import warnings
-from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +45,10 @@ from anomaly.metrics import entry_detection_metrics, offdiag_upper, relative_err
 from anomaly.rglasso import RobustGraphicalLasso  # noqa: E402
 from anomaly.rpca import RobustPCA, principal_component_pursuit  # noqa: E402
 from anomaly.synthetic import make_rglasso_problem  # noqa: E402
+from forge.docsection import machine_line, replace_section  # noqa: E402
 from forge.evaluation.outlier import roc_auc  # noqa: E402
+
+SECTIONS = {"rglasso": "anomaly-rglasso-synthetic", "real": "anomaly-rglasso-real", "gaal": "anomaly-gaal"}
 
 # per-data-set stop_epochs (SO, MO) from the official repository's PARAMETERS.txt (facts, not code)
 PAPER_STOP_EPOCHS = {
@@ -168,6 +173,12 @@ def render_gaal(raw: dict, args) -> str:
         lines.append(first_cols(name, r) + " | ".join(_ms(r[m]["auc"]) for m in methods) + " |")
     means = {m: np.nanmean([np.mean(r[m]["auc"]) if r[m]["auc"] else np.nan for r in raw.values()]) for m in methods}
     lines.append("| **mean** | | | | " + " | ".join(f"**{means[m]:.3f}**" for m in methods) + " |")
+    if "breast_cancer" in raw:
+        bc = {m: _ms(raw["breast_cancer"][m]["auc"]) for m in methods}
+        lines += ["", f"breast_cancer (`make demo-anomaly`): ours SO {bc['SO-GAAL (ours)']}, "
+                  f"MO {bc['MO-GAAL (ours)']}; PyOD as shipped SO {bc['PyOD SO_GAAL shipped']}, "
+                  f"MO {bc['PyOD MO_GAAL shipped']} "
+                  f"(sign-corrected {bc['PyOD SO_GAAL 1-D']}, {bc['PyOD MO_GAAL 1-D']})."]
     lines += ["", "Fit time (s, mean over seeds):", "", head, rule]
     for name, r in raw.items():
         lines.append(first_cols(name, r)
@@ -193,22 +204,24 @@ def run_rglasso(args) -> tuple[str, dict]:
             prob = make_rglasso_problem(p=p, seed=seed)
             dg = 1.0 / np.sqrt(np.diag(prob.M))
             C = prob.M * np.outer(dg, dg)  # correlation scale: the same ρ for every method
-            model, t = _timed(RobustGraphicalLasso(rho=args.rho, lam=args.lam).fit, covariance=prob.M)
+            model, t = _timed(RobustGraphicalLasso(rho=args.rho, lam=args.lam).fit, covariance=prob.M,
+                              n_samples=prob.X.shape[0])
+            rho = model.rho_  # the baselines get Rglasso's (resolved) graph penalty
             det = entry_detection_metrics(model.outliers_, prob.mask)
             add("Rglasso (ours)", f1=support_metrics(model.precision_sparse_, prob.precision)["f1"], auc=det["auc"],
                 ef1=det["f1"], dens=det["density_ratio"], ferr=relative_error(model.covariance_, prob.M_clean),
-                time=t, fail=0, iters=model.n_iter_)
+                time=t, fail=0, iters=model.n_iter_, rho=model.rho_, lam=model.lam_)
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    (_, prec), t = _timed(graphical_lasso, C, alpha=args.rho, max_iter=200)
+                    (_, prec), t = _timed(graphical_lasso, C, alpha=rho, max_iter=200)
                 add("GraphicalLasso (corrupted M)", f1=support_metrics(prec, prob.precision)["f1"], time=t, fail=0)
             except (FloatingPointError, ValueError, np.linalg.LinAlgError) as e:
                 add("GraphicalLasso (corrupted M)", time=np.nan, fail=1, error=type(e).__name__ + ": " + str(e)[:80])
             dc = 1.0 / np.sqrt(np.diag(prob.M_clean))
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                (_, prec), t = _timed(graphical_lasso, prob.M_clean * np.outer(dc, dc), alpha=args.rho, max_iter=200)
+                (_, prec), t = _timed(graphical_lasso, prob.M_clean * np.outer(dc, dc), alpha=rho, max_iter=200)
             add("GraphicalLasso (clean M, oracle)", f1=support_metrics(prec, prob.precision)["f1"], time=t, fail=0)
             mcd, t = _timed(MinCovDet(random_state=seed).fit, prob.X)
             thr = np.abs(mcd.precision_) > 0.05 * np.abs(np.diag(mcd.precision_)).max()  # dense: threshold at 5 %
@@ -223,7 +236,7 @@ def run_rglasso(args) -> tuple[str, dict]:
 
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    _, prec = graphical_lasso(project_psd(L, eps=1e-3), alpha=args.rho, max_iter=200)
+                    _, prec = graphical_lasso(project_psd(L, eps=1e-3), alpha=rho, max_iter=200)
                 rf1 = support_metrics(prec, prob.precision)["f1"]
             except (FloatingPointError, ValueError, np.linalg.LinAlgError):
                 rf1 = np.nan
@@ -237,8 +250,9 @@ def run_rglasso(args) -> tuple[str, dict]:
                                                  for m, d in acc.items()), flush=True)
 
     lines = [f"Synthetic: sparse Θ* (≈2 neighbours per variable), n = 5p samples, 1 % of off-diagonal pairs of M "
-             f"corrupted by ±U(0.5, 1)·sqrt(M_ii M_jj); {args.seeds} seeds; ρ = {args.rho}, λ = {args.lam} "
-             f"(correlation scale). Support F1 = off-diagonal support of Θ; entry AUC/F1 = |S| vs planted entries; "
+             f"corrupted by ±U(0.5, 1)·sqrt(M_ii M_jj); {args.seeds} seeds; Rglasso ρ = {args.rho}, λ = {args.lam} "
+             f"(correlation scale; auto = default_penalties(p, n)), GraphicalLasso with Rglasso's ρ. "
+             f"Support F1 = off-diagonal support of Θ; entry AUC/F1 = |S| vs planted entries; "
              f"F err = ||F − M_clean||_F / ||M_clean||_F; dens = nnz(S) / planted.", "",
              "| p | method | support F1 | entry AUC | entry F1 | dens | F err | time (s) | failures |",
              "|---|---|---|---|---|---|---|---|---|"]
@@ -250,6 +264,10 @@ def run_rglasso(args) -> tuple[str, dict]:
     errs = {e for acc in rows.values() for e in acc.get("GraphicalLasso (corrupted M)", {}).get("error", [])}
     if errs:
         lines += ["", "GraphicalLasso on the corrupted M raised: " + "; ".join(sorted(errs)[:3])]
+    ours = {p: acc["Rglasso (ours)"] for p, acc in rows.items()}
+    lines += ["", "Rglasso per p: " + "; ".join(
+        f"p = {p}: ρ {np.mean(d['rho']):.3f}, λ {np.mean(d['lam']):.2f}, entry AUC {np.mean(d['auc']):.3f}, "
+        f"dens {np.mean(d['dens']):.2f}, {np.mean(d['time']):.2f} s per fit" for p, d in ours.items())]
     return "\n".join(lines), {str(p): {m: {k: v for k, v in d.items()} for m, d in acc.items()}
                               for p, acc in rows.items()}
 
@@ -264,7 +282,10 @@ def run_real(args) -> tuple[str, dict]:
         X = X[:, X.std(0) > 0]
         Xs = (X - X.mean(0)) / X.std(0)
         r: dict = {}
-        m, t = _timed(RobustGraphicalLasso(rho=args.rho, lam=args.lam).fit, Xs)
+        with warnings.catch_warnings():  # non-convergence shows in the converged column instead
+            warnings.simplefilter("ignore")
+            m, t = _timed(RobustGraphicalLasso(rho=args.rho, lam=args.lam).fit, Xs)
+        conv = bool(m.converged_)
         r["Rglasso (ours)"] = (roc_auc(y, m.decision_scores_), t)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -276,12 +297,14 @@ def run_real(args) -> tuple[str, dict]:
         r["RPCA (PCP)"] = (roc_auc(y, m.decision_scores_), t)
         m, t = _timed(EmpiricalCovariance().fit, Xs)
         r["Empirical cov."] = (roc_auc(y, m.mahalanobis(Xs)), t)
-        raw[name] = {"shape": list(X.shape), **{k: {"auc": v[0], "time": v[1]} for k, v in r.items()}}
+        raw[name] = {"shape": list(X.shape), "rglasso_converged": conv,
+                     **{k: {"auc": v[0], "time": v[1]} for k, v in r.items()}}
         print(f"[real] {name} {X.shape}: " + ", ".join(f"{k} {v[0]:.3f} ({v[1]:.2f}s)" for k, v in r.items()),
               flush=True)
     head = "| data set | n × d | " + " | ".join(f"{m} AUC / s" for m in methods) + " |"
     lines = [f"Mahalanobis outlier scores on standardised data (RPCA: residual off the PCP low-rank subspace); "
-             f"Rglasso ρ = {args.rho}, λ = {args.lam}; MCD/EllipticEnvelope random_state 0.", "",
+             f"Rglasso ρ = {args.rho}, λ = {args.lam} (auto = default_penalties(p, n) per set); "
+             f"MCD/EllipticEnvelope random_state 0.", "",
              head, "|" + "---|" * (len(methods) + 2)]
     for name, d in raw.items():
         lines.append(f"| {name} | {d['shape'][0]} × {d['shape'][1]} | "
@@ -289,6 +312,14 @@ def run_real(args) -> tuple[str, dict]:
     lines.append("| **mean** | | " + " | ".join(
         f"**{np.mean([d[m]['auc'] for d in raw.values()]):.3f}** / {np.mean([d[m]['time'] for d in raw.values()]):.2f}"
         for m in methods) + " |")
+    mean = {m: float(np.mean([d[m]["auc"] for d in raw.values()])) for m in methods}
+    sec = {m: float(np.mean([d[m]["time"] for d in raw.values()])) for m in methods}
+    bad = [name for name, d in raw.items() if not d.get("rglasso_converged", True)]
+    lines += ["", f"Over {len(raw)} sets: mean ROC-AUC Rglasso {mean['Rglasso (ours)']:.3f}, MinCovDet "
+              f"{mean['MinCovDet']:.3f}, empirical covariance {mean['Empirical cov.']:.3f} (Rglasso − empirical = "
+              f"{mean['Rglasso (ours)'] - mean['Empirical cov.']:+.3f}); mean fit time Rglasso "
+              f"{sec['Rglasso (ours)']:.2f} s vs MinCovDet {sec['MinCovDet']:.2f} s. Rglasso did not converge on: "
+              + (", ".join(bad) or "none") + "."]
     return "\n".join(lines), raw
 
 
@@ -302,14 +333,17 @@ def main(argv: list[str] | None = None) -> None:
                     help="per-data-set stop_epochs from the official PARAMETERS.txt (others: --stop-epochs)")
     ap.add_argument("--max-n-ocsvm", type=int, default=20000, help="skip OCSVM (O(n^2)) above this many samples")
     ap.add_argument("--dims", default="50,100,200", help="Rglasso synthetic dimensions")
-    ap.add_argument("--rho", type=float, default=0.2)
-    ap.add_argument("--lam", type=float, default=1.0)
+    ap.add_argument("--rho", type=_penalty, default="auto", help="Rglasso ρ: a number or auto (the default)")
+    ap.add_argument("--lam", type=_penalty, default="auto", help="Rglasso λ: a number or auto (the default)")
     ap.add_argument("--exclude", help="comma-separated substrings of data set names to leave out")
     ap.add_argument("--render-gaal", nargs="+", metavar="JSON",
-                    help="only print the GAAL table merged from the --json files of earlier runs")
+                    help="only render (and write) the GAAL table merged from the --json files of earlier runs")
+    ap.add_argument("--doc", default="docs/benchmarks.md", help="write each part's section here ('' to only print)")
     ap.add_argument("--out", help="also write the markdown tables here")
     ap.add_argument("--json", help="also write the raw numbers here")
     args = ap.parse_args(argv)
+    cmd = "python benchmarks/anomaly_table.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    gaal_section = SECTIONS["gaal"] + ("-paper-stop" if args.paper_stop_epochs else "")
     if args.render_gaal:
         merged: dict = {}
         for f in args.render_gaal:
@@ -318,26 +352,53 @@ def main(argv: list[str] | None = None) -> None:
         print(text)
         if args.out:
             Path(args.out).write_text(text + "\n")
+        if args.doc:
+            replace_section(args.doc, gaal_section, f"{_machine()}\n\nCommand: `{cmd}`\n\n{text}")
         return
     if args.part in ("gaal", "real", "all") and not ADBENCH_DIR.exists():
         print(f"note: shared ADBench folder {ADBENCH_DIR} is absent; only breast_cancer is used", file=sys.stderr)
-    machine = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, "
-               f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, python {platform.python_version()}, "
-               f"{date.today().isoformat()}")
     parts = ["gaal", "rglasso", "real"] if args.part == "all" else [args.part]
-    cmd = "python benchmarks/anomaly_table.py " + " ".join(argv or sys.argv[1:])
-    md, raw = [f"Machine: {machine}", f"Command: {cmd}"], {}
+    md, raw = [f"Machine: {_machine()}", f"Command: {cmd}"], {}
     for part in parts:
         t0 = time.perf_counter()
         table, data = {"gaal": run_gaal, "rglasso": run_rglasso, "real": run_real}[part](args)
-        md += ["", f"### {part} (wall time {time.perf_counter() - t0:.0f} s)", "", table]
+        wall = time.perf_counter() - t0
+        md += ["", f"### {part} (wall time {wall:.0f} s)", "", table]
         raw[part] = data
+        if args.doc:
+            name = gaal_section if part == "gaal" else SECTIONS[part]
+            replace_section(args.doc, name, f"{_machine()}; wall time {wall:.0f} s.\n\nCommand: `{cmd}`\n\n{table}")
+            print(f"wrote section {name!r} of {args.doc}", flush=True)
     text = "\n".join(md)
     print("\n" + text)
     if args.out:
         Path(args.out).write_text(text + "\n")
     if args.json:
         Path(args.json).write_text(json.dumps(raw, indent=1, default=float))
+
+
+def _penalty(value: str) -> float | str:
+    """``--rho`` / ``--lam``: a number or ``auto``."""
+    if value == "auto":
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'auto', got {value!r}") from None
+
+
+def _machine() -> str:
+    """:func:`forge.docsection.machine_line` plus the thread setting and the library versions behind the tables."""
+    import sklearn
+
+    versions = f"scikit-learn {sklearn.__version__}"
+    try:
+        import pyod
+
+        versions += f", PyOD {pyod.__version__}"
+    except ImportError:
+        pass
+    return f"{machine_line()}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, {versions}"
 
 
 if __name__ == "__main__":
