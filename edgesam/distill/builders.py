@@ -9,11 +9,11 @@ smaller, so the distillation code runs unchanged on it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from torch import Tensor, nn
 
-from edgesam.build import build_sam, read_checkpoint
+from edgesam.build import build_sam
 from edgesam.image_encoder import ImageEncoderViT
 from edgesam.mask_decoder import MaskDecoder
 from edgesam.prompt_encoder import PromptEncoder
@@ -69,6 +69,24 @@ def released_sam(name: str, checkpoint: str | None = None) -> Sam:
     return build_sam(name, checkpoint).train()
 
 
+def read_state(path: str) -> dict[str, Tensor]:
+    """The tensors of a checkpoint: a raw state dict, or one under ``model`` / ``state_dict`` (mmengine / forge
+    checkpoints, read with :func:`forge.inference.safe_load`: no arbitrary unpickling); a DDP ``module.`` prefix
+    is removed."""
+    from forge.inference import safe_load
+
+    try:
+        obj = safe_load(path)
+    except (FileNotFoundError, ValueError) as err:
+        raise ValueError(f"cannot read checkpoint {path}: {err}") from err
+    for wrapper in ("model", "state_dict"):
+        if isinstance(obj, Mapping) and isinstance(obj.get(wrapper), Mapping):
+            obj = obj[wrapper]
+    if not isinstance(obj, Mapping):
+        raise ValueError(f"checkpoint {path} does not hold a state dict")
+    return {k.removeprefix("module."): v for k, v in obj.items() if isinstance(v, Tensor)}
+
+
 def _strip(state: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
     return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
 
@@ -84,7 +102,7 @@ def load_weights(module: nn.Module, path: str, only: Sequence[str] | None = None
     Returns:
         the loaded keys. Raises ``ValueError`` naming the file and the missing or mis-shaped keys.
     """
-    state = read_checkpoint(path)
+    state = read_state(path)
     own = module.state_dict()
     wanted = [k for k in own if only is None or any(k.startswith(p) for p in only)]
     if not wanted:
