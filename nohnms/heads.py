@@ -233,11 +233,10 @@ class HallucinatorRoIHeads(RoIHeads):
                 b = box_ops.clip_boxes_to_image(b, shape)
                 ob = box_ops.clip_boxes_to_image(ob, shape)
             b, s = b[:, 1:], s[:, 1:]  # drop the background column
-            num_classes = s.shape[1]
             rows, cls = torch.where(s > self.score_thresh)
             cand = b[rows, cls]
             ok = box_ops.remove_small_boxes(cand, min_size=1e-2)
             rows, cls, cand = rows[ok], cls[ok], cand[ok]
             out.append(dict(boxes=cand, scores=s[rows, cls], labels=cls, overlap_boxes=ob[rows],
-                            overlap_probs=op[rows], num_classes=torch.tensor(num_classes)))
+                            overlap_probs=op[rows]))
         return out
