@@ -11,7 +11,7 @@ STAMP_DEV := $(VENV)/.installed-dev
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-slow lint install install-dev demo-yolact demo-anomaly demo-nohnms demo-denseclip clean
+.PHONY: demo test test-slow lint install install-dev demo-yolact demo-anomaly demo-nohnms demo-denseclip demo-edgesam clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +59,12 @@ demo-denseclip: $(STAMP)
 	  --set dataset.root=work_dirs/denseclip_demo/val --set model.maskclip.clip_path=work_dirs/denseclip_demo/clip.pt \
 	  --set runtime.device=cpu --severities 1,3,5 --md docs/benchmarks.md \
 	  --note "The demo's CLIP (make demo-denseclip) on its synthetic colour split."
+
+# EdgeSAM: train a small SAM teacher on the shapes set (GT-box mIoU >= 0.7), distil a small RepViT student through
+# both phases (encoder KD, prompt-in-the-loop KD) on the shared runner; mIoU vs GT and vs teacher per phase, figure
+# docs/img/edgesam_demo.png, docs/benchmarks.md section edgesam-demo
+demo-edgesam: $(STAMP)
+	OMP_NUM_THREADS=2 nice -n 10 $(VENV)/bin/python benchmarks/edgesam_demo.py
 
 test: $(STAMP_DEV)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
