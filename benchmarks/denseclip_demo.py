@@ -76,7 +76,8 @@ def train_clip(args, log) -> torch.nn.Module:
         if step % 50 == 0 or step == 1:
             log(f"clip step {step}: loss {np.mean(losses[-50:]):.3f} ({time.time() - t0:.0f} s)")
     model.eval()
-    model.demo_stats = dict(steps=step, seconds=time.time() - t0, loss=float(np.mean(losses[-20:])))
+    model.demo_stats = dict(steps=step, seconds=time.time() - t0, first_loss=losses[0],
+                            loss=float(np.mean(losses[-20:])))
     return model
 
 
@@ -117,6 +118,7 @@ def train_plus(args, maskclip, log):
 
     t0 = time.time()
     model.train()
+    history = []
     for it in range(args.plus_iters):
         for g in opt.param_groups:
             g["lr"] = max(0.01 * (1 - it / args.plus_iters) ** 0.9, 1e-4)
@@ -129,10 +131,12 @@ def train_plus(args, maskclip, log):
         opt.zero_grad()
         losses["loss_ce"].backward()
         opt.step()
+        history.append(float(losses["loss_ce"].detach()))
         if (it + 1) % 25 == 0:
-            log(f"maskclip+ iter {it + 1}: loss {float(losses['loss_ce']):.3f} ({time.time() - t0:.0f} s)")
+            log(f"maskclip+ iter {it + 1}: loss {history[-1]:.3f} ({time.time() - t0:.0f} s)")
     model.eval()
     model.demo_seconds = time.time() - t0
+    model.demo_losses = history
     return model, pre
 
 
@@ -201,7 +205,7 @@ def run(args) -> dict:
         save_clip(clip, os.path.join(args.save_dir, "clip.pt"))
         write_semantic_split(os.path.join(args.save_dir, "val"), args.val, args.size, seed=args.seed + 1000)
     res = dict(chance=chance, maskclip=mc_miou, maskclip_plus=mp_miou, clip=clip.demo_stats,
-               plus_seconds=plus.demo_seconds, total_seconds=time.time() - t_start)
+               plus_seconds=plus.demo_seconds, plus_losses=plus.demo_losses, total_seconds=time.time() - t_start)
     if args.png:
         picture(args.png, vimgs, [p.numpy() for p in mc_preds], [p.numpy() for p in mp_preds], vlabs)
     return res
@@ -210,11 +214,11 @@ def run(args) -> dict:
 def parse(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--size", type=int, default=128)
-    p.add_argument("--pool", type=int, default=6000, help="caption-image pairs for CLIP")
+    p.add_argument("--pool", type=int, default=3000, help="caption-image pairs for CLIP")
     p.add_argument("--clip-arch", choices=["vit", "rn"], default="rn")
-    p.add_argument("--clip-steps", type=int, default=1500)
-    p.add_argument("--clip-minutes", type=float, default=9.0)
-    p.add_argument("--clip-batch", type=int, default=128)
+    p.add_argument("--clip-steps", type=int, default=300)
+    p.add_argument("--clip-minutes", type=float, default=12.0, help="wall-time cap of the CLIP training")
+    p.add_argument("--clip-batch", type=int, default=64)
     p.add_argument("--plus-pool", type=int, default=1000)
     p.add_argument("--plus-iters", type=int, default=300)
     p.add_argument("--plus-batch", type=int, default=8)
@@ -231,8 +235,9 @@ def parse(argv):
     p.add_argument("--silent", action="store_true")
     args = p.parse_args(argv)
     if args.quick:
-        args.pool, args.clip_steps, args.clip_batch, args.plus_pool, args.plus_iters = 1500, 250, 96, 200, 40
-        args.clip_minutes = 0.6
+        # step counts, not wall time, bound the quick run (deterministic on a shared machine)
+        args.pool, args.clip_steps, args.clip_batch, args.plus_pool, args.plus_iters = 600, 40, 32, 100, 20
+        args.clip_minutes, args.plus_batch = 60.0, 4
         args.val, args.png, args.md, args.save_dir = 48, None, None, None
     return args
 
@@ -243,7 +248,7 @@ def main(argv: list[str] | None = None) -> dict:
     argv = sys.argv[1:] if argv is None else argv
     args = parse(argv)
     res = run(args)
-    print(json.dumps(res, indent=1))
+    print(json.dumps({k: v for k, v in res.items() if k != "plus_losses"}, indent=1))
     if args.md:
         png_rel = os.path.relpath(args.png, os.path.dirname(os.path.abspath(args.md)))
         cs = res["clip"]
