@@ -22,9 +22,10 @@ TITLE = "## DenseCLIP: MaskCLIP mIoU under ImageNet-C corruptions"
 
 
 def forge_test(experiment: str, checkpoint: str, work_dir: str, overrides: list[str]) -> dict:
+    from hydra import compose, initialize_config_dir
+
     from forge.cli.common import CONFIG_DIR
     from forge.cli.test import run_test
-    from hydra import compose, initialize_config_dir
 
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose(config_name="test", overrides=[f"experiment={experiment}", f"checkpoint={checkpoint}",

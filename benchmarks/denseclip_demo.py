@@ -158,8 +158,9 @@ def picture(path: str, imgs, mc, mp, labs, n: int = 4) -> None:
 
     fig, axes = plt.subplots(n, 4, figsize=(8, 2 * n))
     for r in range(n):
-        for c, (title, im) in enumerate([("image", imgs[r]), ("MaskCLIP", paint(mc[r], labs[r])),
-                                         ("MaskCLIP+", paint(mp[r], labs[r])), ("ground truth", paint(labs[r], labs[r]))]):
+        panels = [("image", imgs[r]), ("MaskCLIP", paint(mc[r], labs[r])), ("MaskCLIP+", paint(mp[r], labs[r])),
+                  ("ground truth", paint(labs[r], labs[r]))]
+        for c, (title, im) in enumerate(panels):
             axes[r, c].imshow(im)
             axes[r, c].axis("off")
             if r == 0:

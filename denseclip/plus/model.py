@@ -78,7 +78,8 @@ class MaskCLIPPlus(BaseModel):
     def __init__(self, teacher: MaskCLIP, unlabeled_classes: Sequence[int] | None = None,
                  self_train_start: int | None = None, decoder: str = "aspp",
                  backbone_layers: Sequence[int] = (3, 4, 23, 3), backbone_weights: str | None = None,
-                 width_scale: float = 1.0, dilations: Sequence[int] | None = None, cls_bg: bool = False, dropout: float = 0.0,
+                 width_scale: float = 1.0, dilations: Sequence[int] | None = None, cls_bg: bool = False,
+                 dropout: float = 0.0,
                  data_preprocessor: dict | nn.Module | None = None) -> None:
         super().__init__(data_preprocessor=data_preprocessor)
         pre = self.data_preprocessor

@@ -13,7 +13,7 @@ shot_noise         ``Poisson(x c) / c``                                       c 
 impulse_noise      salt & pepper on a fraction c of the values (1/2 each)     c = .03 .06 .09 .17 .27
 speckle_noise      ``x + x N(0, c)``                                          c = .15 .2 .35 .45 .6
 gaussian_blur      Gaussian filter, sigma c (per channel, edges 'nearest')    c = 1 2 3 4 6
-defocus_blur       disk kernel of radius r, anti-aliased by a Gaussian (a)    (r, a) = (3,.1) (4,.5) (6,.5) (8,.5) (10,.5)
+defocus_blur       disk of radius r, anti-aliased by a Gaussian (a)           r = 3 4 6 8 10, a = .1 .5 .5 .5 .5
 jpeg_compression   JPEG round trip at quality c (PIL)                         c = 25 18 15 10 7
 brightness         HSV value ``v + c``                                        c = .1 .2 .3 .4 .5
 contrast           ``(x - mean) c + mean`` (per-channel image mean)           c = .4 .3 .2 .1 .05

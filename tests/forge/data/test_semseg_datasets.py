@@ -9,8 +9,15 @@ import pytest
 import torch
 from PIL import Image
 
-from forge.data.semseg import (CONTEXT59_CLASSES, CocoStuffDataset, LabelError, PascalContextDataset, SemSegDataset,
-                               VOCSegDataset, collate_semseg)
+from forge.data.semseg import (
+    CONTEXT59_CLASSES,
+    CocoStuffDataset,
+    LabelError,
+    PascalContextDataset,
+    SemSegDataset,
+    VOCSegDataset,
+    collate_semseg,
+)
 from forge.data.transforms.semseg import RandomResizeSeg
 
 

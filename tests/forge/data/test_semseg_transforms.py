@@ -7,8 +7,15 @@ import numpy as np
 import pytest
 
 from forge.data.structures import ImageMeta
-from forge.data.transforms.semseg import (PadSeg, RandomCropSeg, RandomFlipSeg, RandomResizeSeg, SegPhotometricDistort,
-                                          SuppressLabels, rescale_size)
+from forge.data.transforms.semseg import (
+    PadSeg,
+    RandomCropSeg,
+    RandomFlipSeg,
+    RandomResizeSeg,
+    SegPhotometricDistort,
+    SuppressLabels,
+    rescale_size,
+)
 
 
 def _sample(h=30, w=40, seed=0):
