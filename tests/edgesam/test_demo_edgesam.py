@@ -1,0 +1,28 @@
+"""`make demo-edgesam` in its shortened form: data, teacher, both phases through forge-train, numbers read back and
+written into a docs section (a temporary copy)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.mark.slow  # three forge-train processes: ~50 s on 2 free cores, ~130 s on the shared machine
+def test_quick_demo(tmp_path):
+    spec = importlib.util.spec_from_file_location("edgesam_demo", os.path.join(ROOT, "benchmarks", "edgesam_demo.py"))
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+    md = tmp_path / "bench.md"
+    md.write_text("# benchmarks\n\nkept text\n")
+    out = demo.main(["--quick", "--threads", "1", "--data", str(tmp_path / "data"), "--work-dir",
+                     str(tmp_path / "work"), "--md", str(md), "--figure", ""])
+    assert 0 <= out["teacher"] <= 1 and len(out["rows"]) == 2
+    for _, vs_gt, vs_teacher, _ in out["rows"]:
+        assert 0 <= vs_gt <= 1 and 0 <= vs_teacher <= 1
+    text = md.read_text()
+    assert "kept text" in text and "<!-- edgesam-demo:begin -->" in text and "| teacher |" in text
+    assert os.path.isfile(out["runs"]["phase2"]["checkpoint"])
