@@ -64,7 +64,7 @@ demo-denseclip: $(STAMP)
 # both phases (encoder KD, prompt-in-the-loop KD) on the shared runner; mIoU vs GT and vs teacher per phase, figure
 # docs/img/edgesam_demo.png, docs/benchmarks.md section edgesam-demo
 demo-edgesam: $(STAMP)
-	OMP_NUM_THREADS=2 nice -n 10 $(VENV)/bin/python benchmarks/edgesam_demo.py
+	OMP_NUM_THREADS=1 nice -n 10 $(VENV)/bin/python benchmarks/edgesam_demo.py
 
 test: $(STAMP_DEV)
 	$(PY) -m pytest -q $(PYTEST_ARGS)

@@ -62,7 +62,8 @@ def _check(logits: Tensor, target: Tensor, weight: Tensor | None) -> None:
     if logits.ndim != 4 or logits.shape != target.shape:
         raise ValueError(f"logits {tuple(logits.shape)} and target {tuple(target.shape)} must be the same (P, K, h, w)")
     if weight is not None and (weight.ndim != 4 or weight.shape[0] != logits.shape[0]
-                               or weight.shape[-2:] != logits.shape[-2:] or weight.shape[1] not in (1, logits.shape[1])):
+                               or weight.shape[-2:] != logits.shape[-2:]
+                               or weight.shape[1] not in (1, logits.shape[1])):
         raise ValueError(f"weight {tuple(weight.shape)} must be (P, 1 or K, h, w) for logits {tuple(logits.shape)}")
 
 

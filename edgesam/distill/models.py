@@ -85,7 +85,7 @@ class _SamModel(BaseModel):
         out = []
         for i, s in enumerate(data_samples):
             h, w = s.meta.img_shape
-            sel = (prompts.image_index == i).nonzero().flatten() if prompts is not None else torch.empty(0, dtype=torch.long)
+            sel = _select(prompts, i)
             if sel.numel() == 0:
                 out.append(torch.zeros((0, h, w), dtype=torch.bool, device=emb.device))
                 continue
@@ -98,7 +98,7 @@ class _SamModel(BaseModel):
         records = []
         for i, s in enumerate(data_samples):
             h, w = s.meta.img_shape
-            sel = (prompts.image_index == i).nonzero().flatten() if prompts is not None else torch.empty(0, dtype=torch.long)
+            sel = _select(prompts, i)
             gt = prompts.gt_masks[sel, :h, :w] if prompts is not None else torch.zeros((0, h, w), dtype=torch.bool)
             keep = s.gt.masks.flatten(1).any(1) & (~s.gt.iscrowd.bool() if s.gt.iscrowd is not None else True)
             rec = dict(gt_masks=gt.cpu(), gt_labels=s.gt.labels[keep].cpu(), image_id=s.meta.image_id)
@@ -116,6 +116,13 @@ class _SamModel(BaseModel):
         if mode == "tensor":
             return self.encode(inputs)
         raise ValueError(f"mode must be 'loss', 'predict' or 'tensor', got {mode!r}")
+
+
+def _select(prompts: PromptBatch | None, image: int) -> Tensor:
+    """Indices of the prompts of image ``image``."""
+    if prompts is None:
+        return torch.empty(0, dtype=torch.long)
+    return (prompts.image_index == image).nonzero().flatten()
 
 
 def _refine_target(target: Tensor) -> Tensor:
@@ -160,6 +167,7 @@ class SamPromptTrainer(_SamModel):
         target = prompts.gt_masks[:, None].float()
         points, size = prompts.points, (self.img_size, self.img_size)
         losses: dict[str, Tensor] = {}
+        logits = target  # replaced by the first decode; refinement starts from the second
         for it in range(self.decode_iters):
             if it > 0:
                 new = disagreement_points(logits.detach(), _refine_target(target), None, valid_p, size,
@@ -287,6 +295,7 @@ class PromptDistiller(_Distiller):
         iters = self.decode_iters if (kind == "point" or self.iter_on_box) else 1
         points, size = prompts.points, (self.img_size, self.img_size)
         losses: dict[str, Tensor] = {}
+        s_logits = t_logits = t_iou = None  # set by the first decode; refinement starts from the second
         for it in range(iters):
             if it > 0:
                 new = disagreement_points(s_logits.detach(), t_logits, t_iou, valid_p, size, self.points_per_iter,

@@ -31,7 +31,8 @@ def test_false_negative_gives_a_positive_point_in_the_missed_region():
 def test_false_positive_gives_a_negative_point_outside_the_teacher_mask():
     teacher = _logits((2, 2, 6, 6))
     student = _logits((2, 2, 12, 6))  # 32 extra pixels in columns 6..11
-    pts, labels = disagreement_points(student, teacher, None, None, (32, 48), generator=torch.Generator().manual_seed(1))
+    g = torch.Generator().manual_seed(1)
+    pts, labels = disagreement_points(student, teacher, None, None, (32, 48), generator=g)
     assert labels.tolist() == [[0]]
     x, y = pts[0, 0].tolist()
     assert x / 3 == int(x / 3) and 6 <= x / 3 < 12 and 2 <= y / 2 < 6  # per-axis scale 48/16, 32/16
@@ -69,7 +70,8 @@ def test_padding_is_excluded():
     pts, labels = disagreement_points(student, teacher, None, valid, (64, 64))
     assert labels.tolist() == [[-2]]
     valid[..., :, :48] = 1  # now columns 8..11 of the grid are inside
-    pts, labels = disagreement_points(student, teacher, None, valid, (64, 64), generator=torch.Generator().manual_seed(3))
+    g = torch.Generator().manual_seed(3)
+    pts, labels = disagreement_points(student, teacher, None, valid, (64, 64), generator=g)
     assert labels.tolist() == [[0]] and 32 <= pts[0, 0, 0].item() < 48
 
 
