@@ -86,3 +86,22 @@ def load_clip2sam(model: nn.Module, path: str | Path) -> list[str]:
     """An official ``clip2sam_*.pth`` (or one saved by us) into a :class:`~ovsam.model.CLIP2SAM`."""
     return load_groups(model, read_checkpoint(path), ["fpn_neck", "mask_decoder"], ["backbone", "neck", "pe"],
                        str(path))
+
+
+def sam2clip_config(state: Mapping[str, Tensor], prefix: str = "neck.") -> dict:
+    """SAM2CLIP hyper-parameters read from a state dict's shapes: width (``level_encoding``), input size
+    (``pos_embed`` grid x 16), depth (blocks), heads (rel-pos table width = head dim), global blocks (rel-pos
+    table of the whole grid instead of a window)."""
+    try:
+        width = state[prefix + "level_encoding.weight"].shape[1]
+        grid = state[prefix + "pos_embed"].shape[1]
+    except KeyError as exc:
+        raise CheckpointError(f"no SAM2CLIP key {exc.args[0]!r} in the state dict") from None
+    blocks = sorted({int(k[len(prefix) + 7:].split(".")[0]) for k in state if k.startswith(prefix + "blocks.")})
+    if not blocks:
+        raise CheckpointError(f"no {prefix}blocks.* keys in the state dict")
+    tables = [state[f"{prefix}blocks.{i}.attn.rel_pos_h"].shape for i in blocks]
+    return dict(embed_dim=int(width), input_size=int(grid) * 16, depth=len(blocks),
+                num_heads=int(width // tables[0][1]),
+                global_attn_indexes=tuple(i for i, t in zip(blocks, tables) if t[0] == 2 * grid - 1),
+                window_size=next((int(t[0] + 1) // 2 for t in tables if t[0] != 2 * grid - 1), 14))
