@@ -42,7 +42,7 @@ class CLIPResNetBackbone(nn.Module):
                 p.requires_grad_(False)
             super().train(False)
 
-    def train(self, mode: bool = True) -> "CLIPResNetBackbone":
+    def train(self, mode: bool = True) -> CLIPResNetBackbone:
         return super().train(False if self.frozen else mode)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:

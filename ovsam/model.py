@@ -103,7 +103,7 @@ class CLIP2SAM(nn.Module):
             for p in module.parameters():
                 p.requires_grad_(False)
 
-    def train(self, mode: bool = True) -> "CLIP2SAM":
+    def train(self, mode: bool = True) -> CLIP2SAM:
         super().train(mode)
         for module in (self.backbone, self.neck, self.pe):
             module.train(False)

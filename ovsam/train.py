@@ -9,8 +9,8 @@
   (``gt.masks is None``: image-level labels, e.g. a folder of class-named images) contributes one prompt, the whole
   image's box, to the classification loss only.
 
-Not done yet: the experiment configs, the image-level dataset and the per-batch mixing sampler
-(:func:`ovsam.losses.mixed_batch_counts` is the count rule), and forge-test evaluation — see ``docs/ovsam.md``.
+Image-level data and the per-batch mixing are :mod:`ovsam.data`. Not done yet: experiment configs and forge-test
+evaluation — see ``docs/ovsam.md``.
 """
 
 from __future__ import annotations

@@ -12,8 +12,8 @@ from PIL import Image
 from denseclip import build_clip, save_clip
 from forge.ops import rle_to_mask
 from ovsam import CLIP2SAM, CLIPResNetBackbone, preprocess, vocabulary_classifier
-from ovsam.infer import main
 from ovsam.checkpoint import sam2clip_config
+from ovsam.infer import main
 
 from .tiny import INPUT, TINY_RN
 

@@ -7,8 +7,14 @@ import math
 import pytest
 import torch
 
-from ovsam.losses import (classification_loss, mask_losses, mixed_batch_counts, point_sample, training_prompts,
-                          uncertain_points)
+from ovsam.losses import (
+    classification_loss,
+    mask_losses,
+    mixed_batch_counts,
+    point_sample,
+    training_prompts,
+    uncertain_points,
+)
 
 
 def test_classification_loss_by_hand():
