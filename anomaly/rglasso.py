@@ -61,17 +61,18 @@ def default_penalties(p: int, n_samples: int, alpha: float = DEFAULT_ALPHA,
     freedom: Banerjee, El Ghaoui & d'Aspremont, "Model selection through sparse maximum likelihood estimation",
     JMLR 9 (2008), Theorem 2 (unit variances after standardising), which bounds by ``α`` the probability that the
     graphical lasso joins two disconnected components. For large ``n`` it is ``z / sqrt(n)`` with ``z`` the normal
-    quantile, ``z < sqrt(2 log(2p²/α))``: the ``sqrt(log p / n)`` rate of graphical-lasso theory (Ravikumar, Wainwright, Raskutti & Yu, EJS 5, 2011), and
-    equals the previous fixed default 0.2 at p = 100, n = 500.
+    quantile, ``z < sqrt(2 log(2p²/α))``: the ``sqrt(log p / n)`` rate of graphical-lasso theory (Ravikumar,
+    Wainwright, Raskutti & Yu, EJS 5, 2011), and equals the previous fixed default 0.2 at p = 100, n = 500.
 
     ``λ = κ / ρ``. Two reasons, both specific to this problem (``λ`` is the bound on ``|Θ_ij|`` beyond which
     entries of ``M`` are called corruption, module docstring): (1) ``(ρ, λ) -> (cρ, λ/c)`` is the same problem
     for ``M -> cM``, so ``λρ`` is the scale-free combination; (2) corruption that makes ``M`` indefinite leaves ``F``
     singular, and from ``Θ⁻¹ = F + ρG`` (``|G_ij| ≤ 1``) ``Θ`` then has an eigenvalue of order ``1/ρ`` on the
     null space of ``F``: the precision entries around a corrupted pair grow like ``1/ρ``, so a box that keeps them
-    from spreading into ``S`` must grow like ``1/ρ`` too. Measured (docs/anomaly.md): at fixed ``λρ`` the density of
-    ``S`` is about constant across ``ρ``, at fixed ``λ`` it grows as ``ρ`` falls. A robust-PCA rule
-    ``λ ∝ 1/sqrt(max(p, n))`` (Candès et al. 2011) goes the other way and flags more entries as ``n`` grows.
+    from spreading into ``S`` must grow like ``1/ρ`` too. Measured (docs/benchmarks.md#anomaly-rglasso-selection):
+    with ``λρ`` fixed the density of ``S`` stays at about twice the planted one while ``ρ`` goes from 0.27 (p = 50)
+    to 0.15 (p = 200). A robust-PCA rule ``λ ∝ 1/sqrt(max(p, n))`` (Candès et al. 2011) goes the other way and
+    flags more entries as ``n`` grows.
     """
     if p < 2 or n_samples < 3:
         raise ValueError(f"default_penalties needs p >= 2 and n_samples >= 3, got p={p}, n_samples={n_samples}")
