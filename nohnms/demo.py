@@ -219,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
             f"scratch, {iters} iterations of batch {int(run_cfg.schedule.batch_size)} ({took / 60:.1f} min), then "
             "greedy NMS and NOH-NMS on the same candidates of one network pass. CrowdHuman evaluator, full-body "
             "boxes.", "", *rows, "",
+            f"Target (NOH-NMS recall up at equal or better MR^-2): {'met' if ok else 'not met'}.", "",
             f"Machine: {machine_line()}.", "",
             f"![greedy NMS (left) vs NOH-NMS (right) on val image {shown}; dashed: hallucinated neighbours]"
             "(img/nohnms_demo.png)"])
