@@ -113,6 +113,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--phase2-iters", type=int, default=200)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--max-per-image", type=int, default=16)
+    p.add_argument("--teacher-init", default=None,
+                   help="start the teacher from this checkpoint (e.g. an earlier, shorter teacher run) and train it on")
     p.add_argument("--target", type=float, default=0.7, help="teacher GT-box mIoU required before distilling")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--work-dir", default="work_dirs/edgesam/demo")
@@ -138,7 +140,8 @@ def main(argv: list[str] | None = None) -> dict:
         return [f"schedule.max_iters={n}", f"schedule.warmup_iters={max(1, min(50, n // 10))}"]
 
     runs["teacher"] = train("edgesam/shapes_teacher", os.path.join(work, "teacher"),
-                            common + iters(args.teacher_iters) + [f"model.max_per_image={args.max_per_image}"],
+                            common + iters(args.teacher_iters) + [f"model.max_per_image={args.max_per_image}"]
+                            + ([f"model.checkpoint={os.path.abspath(args.teacher_init)}"] if args.teacher_init else []),
                             args.threads)
     t_miou = runs["teacher"]["metrics"]["prompt/mIoU"]
     print(f"teacher: GT-box mIoU vs GT {t_miou:.3f} ({runs['teacher']['seconds']:.0f} s)", flush=True)
@@ -172,7 +175,8 @@ def main(argv: list[str] | None = None) -> dict:
             "",
             f"Shapes set at {args.size} px ({args.train} train / {args.val} val images); GT-box prompts on every val "
             "instance, single-mask output, mIoU in the network-input frame. Teacher: small SAM (ViT, "
-            f"`edgesam/shapes_teacher`, {args.teacher_iters} iterations of {args.batch} images); student: small "
+            f"`edgesam/shapes_teacher`, {args.teacher_iters} iterations of {args.batch} images"
+            + (f", starting from `{args.teacher_init}`" if args.teacher_init else "") + "); student: small "
             f"RepViT (`edgesam/shapes_phase1`, {args.phase1_iters} iterations; `edgesam/shapes_phase2`, "
             f"{args.phase2_iters} iterations).",
             "",
