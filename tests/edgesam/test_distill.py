@@ -10,8 +10,17 @@ import pytest
 import torch
 
 import edgesam.distill.models as models
-from edgesam.distill import (EncoderDistiller, PromptDistiller, SamEmbedder, SamPromptTrainer, Teacher,
-                             TeacherAgreementMetric, repvit_encoder, sam_model, vit_encoder)
+from edgesam.distill import (
+    EncoderDistiller,
+    PromptDistiller,
+    SamEmbedder,
+    SamPromptTrainer,
+    Teacher,
+    TeacherAgreementMetric,
+    repvit_encoder,
+    sam_model,
+    vit_encoder,
+)
 from edgesam.distill.prompting import decode, sample_prompts
 from forge.data.structures import DetSample, ImageMeta, Instances
 
