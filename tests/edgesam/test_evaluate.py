@@ -206,9 +206,9 @@ def _forge_test(experiment, root, ckpt, work, extra=()):
     from forge.cli.test import run_test
     from tests.forge.helpers import compose_cfg
 
-    cfg = compose_cfg([f"experiment=edgesam/{experiment}", "dataset=shapes", f"dataset.root={root}", "~model.sam", SAM_NODE,
-                       f"checkpoint={ckpt}", f"work_dir={work}", "runtime.device=cpu", "schedule.num_workers=0",
-                       "runtime.vis.tensorboard=false", *extra], "test")
+    cfg = compose_cfg([f"experiment=edgesam/{experiment}", "dataset=shapes", f"dataset.root={root}", "~model.sam",
+                       SAM_NODE, f"checkpoint={ckpt}", f"work_dir={work}", "runtime.device=cpu",
+                       "schedule.num_workers=0", "runtime.vis.tensorboard=false", *extra], "test")
     return run_test(cfg)
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-
 import pytest
 import torch
 
@@ -169,8 +168,9 @@ def _official_cases():
     for c in data["cases"]:
         n, h, w = c["shape"]
 
-        def unpack(bits):
-            return torch.from_numpy(np.unpackbits(np.array(bits, np.uint8))[: n * h * w].reshape(n, h, w).astype(bool))
+        def unpack(bits, n=n, h=h, w=w):
+            flat = np.unpackbits(np.array(bits, np.uint8))[: n * h * w]
+            return torch.from_numpy(flat.reshape(n, h, w).astype(bool))
 
         yield c, unpack(c["gt"]), unpack(c["pred"])
 
