@@ -5,12 +5,14 @@ from __future__ import annotations
 import glob
 import importlib
 import os
+from pathlib import Path
 
 import pytest
 from hydra.utils import get_class, get_method
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError
 
+import forge
 from forge.config import ConfigError, load_config, save_config, validate
 from tests.forge.helpers import CONFIG_DIR, compose_cfg, run_cli
 
@@ -94,8 +96,11 @@ def test_missing_pipeline_says_to_select_one_and_lists_them(tmp_path, monkeypatc
     with pytest.raises(ConfigError) as err:
         validate(cfg)
     msg = str(err.value)
+    packaged = sorted(p.stem for p in (Path(forge.__file__).parent / "configs" / "pipeline").glob("*.yaml"))
+    available = ", ".join(sorted([*packaged, "my_aug"]))
+    assert "yolact_ssd" in packaged and "crowddet" in packaged
     assert ("dataset.train.pipeline, dataset.val.pipeline are required: select the augmentation with "
-            "pipeline=<name> (available: crowddet, deit, my_aug, timm_default, yolact_shapes, yolact_ssd)") in msg
+            f"pipeline=<name> (available: {available})") in msg
     assert "pipeline=..." not in msg
     cfg = compose_cfg(["dataset=coco", "model=yolact/yolact_base", f"dataset.root={tmp_path}", "pipeline=yolact_ssd"])
     with pytest.raises(ConfigError) as err:  # still fails (no COCO files there), but not for the pipeline

@@ -45,6 +45,9 @@ def test_pipelines_never_normalise(path):
     text = path.read_text()
     assert "Normalize" not in text.replace("normalize: false", ""), path.name
     cfg = OmegaConf.load(path)
+    if "defaults" in cfg:  # a pipeline that extends another: check what it composes to
+        cfg = compose_cfg([f"pipeline={path.stem}"]).pipeline
+        assert cfg.name == path.stem, path.name
     assert {"name", "train", "val"} <= set(cfg), path.name
 
 
