@@ -6,19 +6,34 @@
 * feature crop — one CLIP pass over the whole image, RoIAlign of the box on the stride-32 map to the attention-pool
   grid, CLIP's attention pool, cosine x 100 (what :meth:`ovsam.CLIP2SAM.clip_logits` computes).
 
-Harness wiring (forge-test) is not done; see ``docs/ovsam.md``.
+Harness: :class:`SAMCLIPBaseline` runs either in ``forge-test`` beside :class:`ovsam.evaluate.OVSAMEvaluator`:
+SAM's mask for each GT prompt (``edgesam.evaluate.PromptSegmenter``'s modes and mask rule), CLIP's label for the
+prompt's **GT box** (as the official OVSAM evaluation's CLIP branch), the same class split and metrics; with
+``detections=`` the detector's boxes, scores and SAM's masks, CLIP's labels (mask AP).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from torch import Tensor
 from torchvision.ops import roi_align
 
+from denseclip import load_clip
+from edgesam.evaluate import PromptSegmenter
+from forge.data.structures import Detections, DetSample
+
 from .backbone import CLIPResNetBackbone
+from .evaluate import class_split
 from .head import classify
+from .model import preprocess
+
+RECOGNITION = ("image_crop", "feature_crop")
 
 
 def crop_boxes(boxes: Tensor, height: int, width: int, expand: float = 1.0) -> Tensor:
@@ -58,3 +73,115 @@ def feature_crop_logits(backbone: CLIPResNetBackbone, images: Tensor, boxes: Ten
     rois = torch.cat([boxes.new_zeros(len(boxes), 1), boxes], 1)
     feats = roi_align(c5, rois, backbone.feat_size, spatial_scale=1 / 32.0, sampling_ratio=0, aligned=True)
     return classify(backbone.pool(feats), classifier)
+
+
+def clip_model(path: str | None = None, arch: str | dict = "RN50x16"):
+    """An open_clip ``CLIP`` for the baselines: the weights of ``path`` (OpenAI ``.pt`` or a ``denseclip.save_clip``
+    file, checked against ``arch`` when it is a name), or an untrained ``arch`` (tests)."""
+    if path is None:
+        from denseclip import build_clip
+
+        return build_clip(arch).eval()
+    return load_clip(arch if isinstance(arch, str) else None, path).model
+
+
+class SAMCLIPBaseline(PromptSegmenter):
+    """The two-stage baseline: a SAM's mask, then CLIP's name (module docstring).
+
+    Args:
+        sam: an ``edgesam`` :class:`~edgesam.sam.Sam` (``forge-test checkpoint=`` loads a SAM release).
+        clip: open_clip ``CLIP`` (:func:`clip_model`); ``feature_crop`` needs a ResNet CLIP.
+        classifier: ``(K, D)`` or ``(K, P, D)`` text classifier of the dataset's classes.
+        recognition: ``'image_crop'`` or ``'feature_crop'``.
+        expand: image crops: box scale about its centre (1.0: the box).
+        feature_input_size: feature crops: the CLIP input side (OVSAM's 1024, SAM mean / std, as CLIP2SAM's).
+        base_classes, novel_classes, class_names, split_ann_file, novel_frequencies: the split
+            (:func:`ovsam.evaluate.class_split`): instances of classes in neither are not evaluated.
+        **kw: :class:`~edgesam.evaluate.PromptSegmenter` options (mode, max_prompts, detections, ...).
+    """
+
+    def __init__(self, sam, clip, classifier: Tensor, recognition: str = "image_crop", expand: float = 1.0,
+                 feature_input_size: int = 1024, base_classes: Sequence[int | str] | None = None,
+                 novel_classes: Sequence[int | str] | None = None, class_names: Sequence[str] | None = None,
+                 split_ann_file: str | None = None, novel_frequencies: Sequence[str] | None = None,
+                 data_preprocessor: Mapping | None = None, **kw: Any) -> None:
+        super().__init__(sam, data_preprocessor=data_preprocessor, **kw)
+        if recognition not in RECOGNITION:
+            raise ValueError(f"SAMCLIPBaseline: recognition={recognition!r}; choose one of {', '.join(RECOGNITION)}")
+        self.clip = clip.eval()
+        for p in self.clip.parameters():
+            p.requires_grad_(False)
+        self.backbone = CLIPResNetBackbone(self.clip.visual) if recognition == "feature_crop" else None
+        classifier = torch.as_tensor(classifier).float()
+        self.register_buffer("classifier", classifier, persistent=False)
+        self.recognition, self.expand, self.feature_input_size = recognition, float(expand), int(feature_input_size)
+        _, self.evaluated = class_split(classifier.shape[0], base_classes, novel_classes, class_names,
+                                        split_ann_file, novel_frequencies)
+
+    def adapt_state_dict(self, state: Mapping[str, Tensor]) -> dict[str, Tensor] | None:
+        """A SAM release (``image_encoder.*``, ...) -> ``sam.*``; CLIP's weights are kept as loaded."""
+        out = super().adapt_state_dict(state)
+        if out is None:
+            return None
+        out.update({k: v for k, v in self.state_dict().items() if not k.startswith("sam.")})
+        return out
+
+    def train(self, mode: bool = True) -> SAMCLIPBaseline:
+        super().train(mode)
+        self.clip.eval()
+        return self
+
+    def forward(self, inputs: Tensor, data_samples: Sequence[DetSample] | None = None, mode: str = "predict"):
+        if mode != "predict":
+            raise NotImplementedError(f"SAMCLIPBaseline only evaluates (mode='predict'), got mode={mode!r}")
+        if data_samples is None:
+            raise ValueError("SAMCLIPBaseline needs the data samples (image sizes and ground truth)")
+        samples = [self._evaluated_only(s) for s in data_samples]
+        with torch.no_grad():
+            embs = self._encode(inputs, samples)
+            return [self._name(img, self._predict_one(e, s), s) for img, e, s in zip(inputs, embs, samples)]
+
+    def _evaluated_only(self, sample: DetSample) -> DetSample:
+        if self.detections is not None or sample.gt is None or bool(self.evaluated.all()):
+            return sample
+        return DetSample(meta=sample.meta, gt=sample.gt[self.evaluated[sample.gt.labels.cpu().long()]],
+                         pred=sample.pred)
+
+    def _prompt_boxes(self, sample: DetSample, h: int, w: int) -> Tensor:
+        """The GT boxes of the instances :class:`PromptSegmenter` prompted (same selection and seeded draw)."""
+        gt = sample.gt
+        keep = (~gt.iscrowd.cpu().bool()) & gt.masks[:, :h, :w].cpu().flatten(1).any(1)
+        idx = keep.nonzero().flatten()
+        if self.max_prompts is not None and idx.numel() > self.max_prompts:
+            g = self._generator(sample.meta.image_id)  # PromptSegmenter's first draw on this generator
+            idx = idx[torch.randperm(idx.numel(), generator=g)[: self.max_prompts]].sort().values
+        return gt.boxes.cpu()[idx].float()
+
+    def _logits(self, img: Tensor, boxes: Tensor, h: int, w: int) -> Tensor:
+        image = img[:, :h, :w].cpu()
+        if self.recognition == "image_crop":
+            return image_crop_logits(self.clip, image, boxes, self.classifier, self.expand)
+        pixels = np.ascontiguousarray(image.permute(1, 2, 0).numpy().clip(0, 255).astype(np.uint8))
+        x, _ = preprocess(pixels, self.feature_input_size)
+        scale = self.feature_input_size / max(h, w)
+        dev = self.classifier.device
+        return feature_crop_logits(self.backbone, x.to(dev), (boxes * scale).to(dev), self.classifier)
+
+    def _name(self, img: Tensor, out: Any, sample: DetSample) -> Any:
+        h, w = int(sample.meta.ori_shape[0]), int(sample.meta.ori_shape[1])
+        boxes = out.pred.boxes if isinstance(out, DetSample) else self._prompt_boxes(sample, h, w)
+        k = self.classifier.shape[0]
+        if len(boxes):
+            logits = self._logits(img, boxes, h, w).float().cpu()
+            logits[:, :-1][:, ~self.evaluated] = -1000.0
+            probs = logits.softmax(-1)[:, :-1]
+        else:
+            probs = torch.zeros((0, k))
+        if isinstance(out, DetSample):
+            p = out.pred
+            out.pred = Detections(boxes=p.boxes, scores=p.scores, labels=probs.argmax(-1), masks=p.masks)
+            return out
+        if len(boxes) != len(out["gt_labels"]):
+            raise RuntimeError("SAMCLIPBaseline: prompt selection out of step with PromptSegmenter")
+        out.update(pred_labels=probs.argmax(-1), pred_scores=probs)
+        return out
