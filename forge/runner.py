@@ -4,7 +4,9 @@ Everything is built here from ``_target_`` nodes (``hydra.utils.instantiate``) a
 the model, data loaders (built with mmengine's own sampler/seeding machinery), optimizer wrapper, LR schedulers,
 evaluator, hooks and visualiser. The config groups it reads:
 
-``dataset``   ``train``/``val``/``test`` dataset nodes, ``evaluator`` (list of metric nodes), optional ``collate_fn``
+``dataset``   ``train``/``val``/``test`` dataset nodes, ``evaluator`` (list of metric nodes), optional ``collate_fn``,
+              optional ``train_batch_sampler`` (a node called with ``dataset=``, ``batch_size=`` (per process) and
+              ``seed=``, returning an iterable of index lists: batches composed by the sampler, e.g. mixed datasets)
 ``model``     the model node (it usually interpolates ``loss: ${loss}``)
 ``schedule``  ``lr``, ``batch_size`` (per process), ``base_batch_size``, ``autoscale_lr``, ``optimizer`` (partial:
               called with parameter groups), ``no_weight_decay``, ``decay_1d`` (also decay norms and biases),
@@ -156,8 +158,23 @@ def _collate(dataset_cfg: DictConfig):
     return get_method(target)
 
 
+class BatchSamplerAdapter(torch.utils.data.Sampler):
+    """A configured batch sampler as mmengine expects one: ``DistSamplerSeedHook`` sets the epoch through
+    ``loader.batch_sampler.sampler.set_epoch`` (called when the configured sampler has ``set_epoch``)."""
+
+    def __init__(self, batch_sampler) -> None:
+        self.sampler = batch_sampler
+
+    def __iter__(self):
+        return iter(self.sampler)
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+
 def build_dataloader(dataset, dataset_cfg: DictConfig, schedule: DictConfig, train: bool, seed: int, by_epoch: bool):
-    """A DataLoader through mmengine's builder: its samplers (distributed-aware, seeded) and worker seeding."""
+    """A DataLoader through mmengine's builder: its samplers (distributed-aware, seeded) and worker seeding; for
+    training, ``dataset.train_batch_sampler`` replaces sampler and batch size when configured."""
     sampler = "DefaultSampler" if (by_epoch or not train) else "InfiniteSampler"
     # Workers are seeded by torch from the main process's RNG when their iterator starts (python, numpy and torch
     # in each worker). ReseedHook makes that RNG a function of (seed, epoch, rank), so augmentations differ per epoch
@@ -172,6 +189,10 @@ def build_dataloader(dataset, dataset_cfg: DictConfig, schedule: DictConfig, tra
         collate_fn=_collate(dataset_cfg),
         drop_last=bool(train and schedule.get("drop_last", False)),
     )
+    node = dataset_cfg.get("train_batch_sampler") if train else None
+    if node is not None:
+        inner = instantiate(node, dataset=dataset, batch_size=cfg["batch_size"], seed=seed, _convert_="partial")
+        cfg.update(batch_sampler=BatchSamplerAdapter(inner), batch_size=1, drop_last=False)
     return Runner.build_dataloader(cfg, seed=None)
 
 

@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import ConcatDataset, Dataset, Sampler
 
 from edgesam.transforms import ResizeLongestSide
 from forge.data.folder import ImageFolderDataset
@@ -99,3 +99,18 @@ class MixedBatchSampler(Sampler[list[int]]):
 
         for _ in range(self.num_batches):
             yield take(0, self.counts[0]) + take(1, self.counts[1])
+
+
+def mixed_batch_sampler(dataset: ConcatDataset, batch_size: int, seed: int, ratio: float,
+                        num_batches: int | None = None) -> MixedBatchSampler:
+    """:class:`MixedBatchSampler` over ``ConcatDataset([segmentation, image_level])`` for the shared runner's
+    ``dataset.train_batch_sampler`` (called with the dataset, the per-process batch size and the run's seed).
+    Each process draws its own batches (seed + rank), as per-rank samplers do."""
+    from forge.distributed import get_rank
+
+    sizes = getattr(dataset, "datasets", None)
+    if sizes is None or len(sizes) != 2:
+        raise ValueError("mixed_batch_sampler: the training set must be ConcatDataset([segmentation, image_level]), "
+                         f"got {type(dataset).__name__}")
+    return MixedBatchSampler(len(sizes[0]), len(sizes[1]), batch_size, ratio, num_batches,
+                             seed=int(seed) + 7919 * get_rank())

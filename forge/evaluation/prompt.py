@@ -12,7 +12,9 @@ Definitions (all values are fractions in ``[0, 1]``):
   pycocotools' ranges are closed, so an area of exactly 1024 or 9216 falls in two COCO buckets but in one here;
 * recognition accuracy (OV-SAM): top-1 from ``pred_labels`` (or ``argmax`` of ``pred_scores`` when no labels are
   given), top-k (k=5) when ``pred_scores`` are given: the GT label is among the k highest scores;
-* OV-SAM split: ``base`` = prompts whose GT class is not in ``novel_classes``, ``novel`` = the others.
+* OV-SAM split: ``base`` = prompts whose GT class is not in ``novel_classes``, ``novel`` = the others; the novel
+  classes are given as indices / names, or by LVIS frequency (``novel_frequencies=['r']``: the rare classes of
+  ``dataset_meta['frequencies']``).
 """
 
 from __future__ import annotations
@@ -244,6 +246,8 @@ class PromptSegMetric(BaseMetric):
     Args:
         novel_classes: OV-SAM novel classes as indices or names in ``dataset_meta['classes']``; enables
             ``mIoU_base``, ``mIoU_novel``, ``acc_base``, ``acc_novel``.
+        novel_frequencies: instead, the classes whose ``dataset_meta['frequencies']`` entry is one of these
+            (LVIS: ``['r']``, rare = novel; frequent and common = base).
         topk: k of the top-k accuracy (reported as ``acc_top5`` whatever k is; keep the default).
 
     Keys: ``prompt/mIoU``, ``prompt/mIoU_small``, ``prompt/mIoU_medium``, ``prompt/mIoU_large``, ``prompt/acc``,
@@ -256,15 +260,24 @@ class PromptSegMetric(BaseMetric):
         self,
         novel_classes: Sequence[int | str] | None = None,
         topk: int = 5,
+        novel_frequencies: Sequence[str] | None = None,
         collect_device: str = "cpu",
         prefix: str | None = None,
         collect_dir: str | None = None,
     ) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix, collect_dir=collect_dir)
+        if novel_classes is not None and novel_frequencies is not None:
+            raise ValueError("PromptSegMetric: give novel_classes or novel_frequencies, not both")
         self.novel_classes = None if novel_classes is None else list(novel_classes)
+        self.novel_frequencies = None if novel_frequencies is None else [str(f) for f in novel_frequencies]
         self.topk = topk
 
     def _novel_indices(self) -> list[int] | None:
+        if self.novel_frequencies is not None:
+            freqs = (self.dataset_meta or {}).get("frequencies")
+            if not freqs:
+                raise ValueError("PromptSegMetric: novel_frequencies needs dataset_meta['frequencies'] (LVIS)")
+            return [i for i, f in enumerate(freqs) if f in self.novel_frequencies]
         if self.novel_classes is None:
             return None
         names = list((self.dataset_meta or {}).get("classes") or [])

@@ -30,7 +30,7 @@ Modules: :mod:`.base` (sample helpers, :class:`Compose`), :mod:`.photometric`, :
 """
 
 from .base import Compose, Sample
-from .filters import FilterSmallBoxes
+from .filters import FilterSmallBoxes, FilterSmallMasks, KeepClasses
 from .formatting import Normalize, pack_sample
 from .geometric import RandomMirror, Resize, resize_image
 from .photometric import PhotometricDistort, hsv_to_rgb, rgb_to_hsv
@@ -40,6 +40,8 @@ __all__ = [
     "Compose",
     "Expand",
     "FilterSmallBoxes",
+    "FilterSmallMasks",
+    "KeepClasses",
     "Normalize",
     "PhotometricDistort",
     "RandomMirror",

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import torch
+
 from forge.ops.boxes import box_xyxy_to_xywh
 
 from .base import Sample, select
 
-__all__ = ["FilterSmallBoxes"]
+__all__ = ["FilterSmallBoxes", "FilterSmallMasks", "KeepClasses"]
 
 
 class FilterSmallBoxes:
@@ -37,3 +41,60 @@ class FilterSmallBoxes:
 
     def __repr__(self) -> str:
         return f"FilterSmallBoxes(min_width={self.min_width}, min_height={self.min_height})"
+
+
+class FilterSmallMasks:
+    """Drop instances whose mask has fewer than ``min_area`` pixels at this point of the pipeline (box-only data
+    passes unchanged). ``min_area`` is the paper's (OV-SAM: 32 after its resize and crop)."""
+
+    def __init__(self, min_area: int) -> None:
+        if min_area < 0:
+            raise ValueError(f"FilterSmallMasks: min_area must be >= 0, got {min_area}")
+        self.min_area = int(min_area)
+
+    def __call__(self, sample: Sample) -> Sample:
+        masks = sample["gt"].masks
+        if masks is None or masks.shape[0] == 0:
+            return sample
+        keep = masks.flatten(1).sum(1) >= self.min_area
+        if not bool(keep.all()):
+            select(sample, keep)
+        return sample
+
+    def __repr__(self) -> str:
+        return f"FilterSmallMasks(min_area={self.min_area})"
+
+
+class KeepClasses:
+    """Keep only the instances of some classes (an open-vocabulary split's base classes at training time).
+
+    Args:
+        keep: class indices, or names looked up in ``classes``.
+        classes: the dataset's class names in label order (needed for names).
+    """
+
+    def __init__(self, keep: Sequence[int | str], classes: Sequence[str] | None = None) -> None:
+        names = list(classes or [])
+        idx = []
+        for c in keep:
+            if isinstance(c, str):
+                if c not in names:
+                    raise ValueError(f"KeepClasses: class {c!r} is not in classes {names[:8]}...")
+                idx.append(names.index(c))
+            else:
+                idx.append(int(c))
+        if not idx:
+            raise ValueError("KeepClasses: no class to keep")
+        self.keep = torch.tensor(sorted(set(idx)), dtype=torch.long)
+
+    def __call__(self, sample: Sample) -> Sample:
+        labels = sample["gt"].labels
+        if labels.shape[0] == 0:
+            return sample
+        keep = torch.isin(labels.long(), self.keep)
+        if not bool(keep.all()):
+            select(sample, keep)
+        return sample
+
+    def __repr__(self) -> str:
+        return f"KeepClasses(keep={self.keep.tolist()})"

@@ -372,3 +372,17 @@ def test_the_image_check_catches_a_shifted_mask():
     s["gt"].masks = s["gt"].masks.roll(3, dims=2)
     with pytest.raises(AssertionError):
         assert_follow_the_image(s)
+
+
+def test_keep_classes_and_filter_small_masks():
+    s = coord_sample(boxes=((0, 0, 4, 4), (10, 10, 30, 30), (40, 5, 60, 25)))
+    s["gt"] = Instances(boxes=s["gt"].boxes, labels=torch.tensor([0, 2, 1]), masks=s["gt"].masks,
+                        ann_ids=s["gt"].ann_ids)
+    kept = T.KeepClasses(["b", 2], classes=["a", "b", "c"])(dict(s))
+    assert kept["gt"].labels.tolist() == [2, 1] and kept["gt"].ann_ids.tolist() == [1, 2]
+    assert_aligned(kept)
+    small = T.FilterSmallMasks(17)(dict(s))  # areas 16, 400, 400
+    assert small["gt"].ann_ids.tolist() == [1, 2]
+    assert T.FilterSmallMasks(16)(dict(s))["gt"].ann_ids.tolist() == [0, 1, 2]
+    with pytest.raises(ValueError, match="'z'"):
+        T.KeepClasses(["z"], classes=["a"])

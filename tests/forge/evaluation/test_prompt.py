@@ -169,3 +169,22 @@ def test_metric_through_evaluator_equals_pure_function():
         assert out[f"prompt/{k}"] == pytest.approx(v, nan_ok=True)
     for k in ("mIoU", "mIoU_small", "mIoU_medium", "mIoU_large", "acc", "acc_top5", "mIoU_coco", "mIoU_base"):
         assert f"prompt/{k}" in out
+
+
+def test_novel_by_lvis_frequency():
+    samples = _images(n=5, seed=4)
+    metric = PromptSegMetric(novel_frequencies=["r"])
+    evaluator = Evaluator([metric])
+    evaluator.dataset_meta = {"classes": [f"c{i}" for i in range(7)], "frequencies": list("fcrfrcf")}
+    evaluator.process(samples)
+    out = evaluator.evaluate(5)
+    ref = prompt_metrics([prompt_record(**s) for s in samples], novel_classes=[2, 4])
+    for k in ("mIoU_base", "mIoU_novel", "acc_base", "acc_novel"):
+        assert out[f"prompt/{k}"] == pytest.approx(ref[k], nan_ok=True)
+    with pytest.raises(ValueError, match="not both"):
+        PromptSegMetric(novel_classes=[1], novel_frequencies=["r"])
+    bare = Evaluator([PromptSegMetric(novel_frequencies=["r"])])
+    bare.dataset_meta = {"classes": ["a"]}
+    bare.process(samples[:1])
+    with pytest.raises(ValueError, match="frequencies"):
+        bare.evaluate(1)
