@@ -11,12 +11,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import NoReturn
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+
+from forge.inference import InferCommand
 
 from .clip_loading import ARCH_ALIASES, CLIP_ARCHITECTURES, CLIPLoadError, load_clip
 from .maskclip import PROTOCOLS, VARIANTS, MaskCLIP
@@ -24,6 +25,10 @@ from .overlay import draw_segmentation
 from .refine import KS_THRESHOLD, PD_THRESHOLD
 from .templates import TEMPLATE_SETS, resolve_templates
 from .text_classifier import build_text_classifier, parse_class_names
+
+# messages quote CLIP / open_clip errors, which may span lines: folded to one
+CLI = InferCommand("forge-infer denseclip", squash_whitespace=True)
+_fail = CLI.fail
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,23 +55,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", help="text-classifier cache (default $DENSECLIP_CACHE or ~/.cache/...)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     return p
-
-
-def _fail(message: str) -> NoReturn:
-    """One line on stderr and exit status 2, as every forge command on bad input (no traceback)."""
-    print(f"error: forge-infer denseclip: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
-    sys.exit(2)
-
-
-def _read_image(path: str) -> np.ndarray:
-    """``(H, W, 3)`` uint8 RGB; an unreadable file ends the command naming it."""
-    if not os.path.isfile(path):
-        _fail(f"image {path!r} not found")
-    try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
-    except (OSError, ValueError) as err:  # not an image, truncated
-        _fail(f"cannot read image {path!r}: {err}")
 
 
 def resize_short_side(image: np.ndarray, short_side: int) -> np.ndarray:
@@ -117,16 +105,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.short_side < 0:
         _fail(f"--short-side must be >= 0, got {args.short_side}")
     slide = _parse_slide(args.slide)
-    try:
+    with CLI.exits_on(OSError, ValueError):
         names = parse_class_names(args.classes)
         templates = resolve_templates(args.templates)
-    except (OSError, ValueError) as err:
-        _fail(str(err))
-    image = _read_image(args.image)
-    try:
+    if not os.path.isfile(args.image):
+        _fail(f"image {args.image!r} not found")
+    image = CLI.read_image(args.image)
+    with CLI.exits_on(OSError, CLIPLoadError):
         clip = load_clip(args.model, args.checkpoint, device=args.device)
-    except (OSError, CLIPLoadError) as err:
-        _fail(str(err))
     emb = build_text_classifier(clip, names, templates, cache_dir=args.cache_dir)
     net = MaskCLIP(clip, emb, variant=args.variant if clip.is_vit else "maskclip", protocol=args.protocol,
                    key_smoothing=KS_THRESHOLD if args.key_smoothing else 0.0,
@@ -134,12 +120,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.variant != "maskclip" and not clip.is_vit:
         print(f"forge-infer denseclip: --variant {args.variant} needs a ViT CLIP; {clip.arch} runs maskclip")
     labels = segment(net, image, args.short_side, slide, args.device)
-    try:
+    with CLI.exits_on(OSError, ValueError, prefix="cannot write output: "):
         Image.fromarray(draw_segmentation(image, labels, names)).save(args.out)
         if args.labels:
             write_labels(labels, args.labels, len(names))
-    except (OSError, ValueError) as err:
-        _fail(f"cannot write output: {err}")
     refine = "+".join(n for n, on in (("KS", args.key_smoothing), ("PD", args.prompt_denoising)) if on) or "no KS/PD"
     print(f"{args.image}: {len(names)} classes, {clip.arch} ({args.variant if clip.is_vit else 'maskclip'}, "
           f"{refine}, {len(templates)} templates) -> {args.out}" + (f", {args.labels}" if args.labels else ""))

@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any, NoReturn
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,20 +27,17 @@ from edgesam.amg import SamAutomaticMaskGenerator
 from edgesam.build import MODEL_NAMES, CheckpointError, build_sam
 from edgesam.predictor import SamPredictor
 from edgesam.sam import Sam
+from forge.inference import InferCommand
 from forge.ops import mask_to_rle, rle_to_mask
 from forge.vis.draw import draw_instances
 
 PROG = "forge-infer edgesam"
+CLI = InferCommand(PROG)
+_fail = CLI.fail
 
 
 class UsageError(ValueError):
     """A bad command-line value; the message names it."""
-
-
-def _fail(message: str) -> NoReturn:
-    """One line on stderr and exit status 2, as every forge command on bad input (no traceback)."""
-    print(f"error: {PROG}: {message}", file=sys.stderr, flush=True)
-    sys.exit(2)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -161,14 +158,6 @@ def draw_results(image: np.ndarray, results: list[dict[str, Any]], coords: np.nd
     return np.asarray(pil)
 
 
-def _read_image(path: str) -> np.ndarray:
-    try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
-    except (OSError, ValueError) as err:  # missing, not an image, truncated
-        _fail(f"cannot read image {path!r}: {err}")
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.everything and (args.point or args.box):
@@ -178,17 +167,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.points_per_side < 1 or args.crop_layers < 0:
         _fail(f"--points-per-side must be >= 1 and --crop-layers >= 0, got {args.points_per_side} / "
               f"{args.crop_layers}")
-    image = _read_image(args.image)
+    image = CLI.read_image(args.image)
     h, w = image.shape[:2]
-    try:
+    with CLI.exits_on(UsageError):
         coords, labels, boxes = parse_prompts(args.point, args.box, h, w)
-    except UsageError as err:
-        _fail(str(err))
-    try:
+    with CLI.loading(args.checkpoint, CheckpointError, ValueError, prefix="checkpoint"):
         model = build_sam(args.model, args.checkpoint)
-    except (CheckpointError, ValueError) as err:
-        text = str(err)
-        _fail(text if args.checkpoint in text else f"checkpoint {args.checkpoint!r}: {text}")
     if hasattr(model.image_encoder, "fuse"):  # EdgeSAM: fold BatchNorm and RepVGG branches (same outputs, faster)
         model.image_encoder.fuse()
     model = model.to(args.device)

@@ -13,18 +13,19 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import NoReturn
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
 from forge.data.structures import DetSample
+from forge.inference import InferCommand, output_paths, val_preprocess
 from forge.vis.draw import draw_instances
 
 from .model import NMS_KINDS, NohDetections
 
 PROG = "forge-infer nohnms"
+CLI = InferCommand(PROG)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,20 +41,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="draw a neighbour when its overlap probability is above this (NOH-NMS eases above 0.3)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     return p
-
-
-def _fail(message: str) -> NoReturn:
-    """One line on stderr and exit status 2 (no traceback)."""
-    print(f"error: {PROG}: {message}", file=sys.stderr, flush=True)
-    sys.exit(2)
-
-
-def _read_image(path: str) -> np.ndarray:
-    try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
-    except (OSError, ValueError) as err:
-        _fail(f"cannot read image {path!r}: {err}")
 
 
 def _dashed_rectangle(draw: ImageDraw.ImageDraw, box, color, width: int = 2, dash: int = 6) -> None:
@@ -103,71 +90,28 @@ def load_for_inference(checkpoint: str, config: str | None = None, nms: str | No
 
 def run_preprocess(cfg, device: torch.device | str = "cpu"):
     """``image (H, W, 3) uint8 RGB, image_id, file_name -> (pixel batch (1, 3, H', W') on device, ImageMeta)``
-    through the run's ``pipeline.val`` and ``dataset.collate_fn`` (not normalised: the model's data preprocessor
-    does that in ``test_step``)."""
-    from hydra.utils import get_method, instantiate
-
-    from forge.data.collate import collate_detection
-    from forge.data.structures import ImageMeta, Instances
-    from forge.data.transforms import Compose, pack_sample
-
-    stages = (cfg.get("pipeline") or {}).get("val")
-    if stages is None:
-        raise ValueError("the run's config has no pipeline.val")
-    pipeline = Compose(list(instantiate(stages, _convert_="partial")))
-    data = cfg.get("dataset") or {}
-    collate = get_method(data.collate_fn) if data.get("collate_fn") else collate_detection
-
-    def preprocess(image: np.ndarray, image_id: int, file_name: str):
-        h, w = image.shape[:2]
-        meta = ImageMeta(image_id=image_id, file_name=file_name, ori_shape=(h, w), img_shape=(h, w),
-                         pad_shape=(h, w), extra=dict(ID=Path(file_name).stem))
-        sample = dict(img=np.array(image, dtype=np.uint8), gt=Instances.empty(), meta=meta)
-        batch = collate([pack_sample(pipeline(sample))])
-        return batch["inputs"].to(device), batch["data_samples"][0].meta
-
-    return preprocess
-
-
-def output_names(paths: list[str]) -> list[str]:
-    """``<stem>.png`` per image, ``<stem>_2.png``... for repeated stems, so no drawing overwrites another."""
-    seen: dict[str, int] = {}
-    names = []
-    for p in paths:
-        stem = Path(p).stem
-        seen[stem] = seen.get(stem, 0) + 1
-        names.append(f"{stem}.png" if seen[stem] == 1 else f"{stem}_{seen[stem]}.png")
-    return names
+    through the run's ``pipeline.val`` and ``dataset.collate_fn`` (:func:`forge.inference.val_preprocess`; not
+    normalised: the model's data preprocessor does that in ``test_step``). The meta carries the image's ``ID``."""
+    return val_preprocess(cfg, device, with_masks=False, extra=lambda file_name: dict(ID=Path(file_name).stem))
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    missing = [p for p in args.images if not os.path.isfile(p)]
-    if missing:
-        _fail(f"image(s) not found: {', '.join(missing)}")
+    CLI.require_images(args.images)
     if not os.path.isfile(args.checkpoint):
-        _fail(f"checkpoint {args.checkpoint!r} does not exist")
-    try:
+        CLI.fail(f"checkpoint {args.checkpoint!r} does not exist")
+    with CLI.loading(args.checkpoint):  # absent, unreadable, does not fit
         net, cfg = load_for_inference(args.checkpoint, args.config, args.nms)
         preprocess = run_preprocess(cfg, args.device)
-    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as err:  # absent, unreadable, does not fit
-        text = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
-        _fail(text if args.checkpoint in text else f"cannot load checkpoint {args.checkpoint!r}: {text}")
     net = net.to(args.device)
-    single_png = len(args.images) == 1 and args.out.lower().endswith(".png")
-    if not single_png:
-        os.makedirs(args.out, exist_ok=True)
-    for i, (path, png) in enumerate(zip(args.images, output_names(args.images), strict=True)):
-        image = _read_image(path)
+    for i, (path, out) in enumerate(zip(args.images, output_paths(args.images, args.out), strict=True)):
+        image = CLI.read_image(path)
         x, meta = preprocess(image, i, path)
         with torch.no_grad():  # test_step: the model's data preprocessor normalises, then predict
             pred = net.test_step(dict(inputs=x, data_samples=[DetSample(meta=meta)]))[0].pred.to("cpu")
-        out = args.out if single_png else os.path.join(args.out, png)
-        try:
+        with CLI.exits_on(OSError, ValueError, prefix=f"cannot write {out!r}: "):
             Image.fromarray(draw_detections(image, pred, args.score_thr, args.show_neighbours,
                                             args.neighbour_thr)).save(out)
-        except (OSError, ValueError) as err:
-            _fail(f"cannot write {out!r}: {err}")
         shown = int((pred.scores >= args.score_thr).sum())
         print(f"{path}: {len(pred.scores)} detections ({shown} >= {args.score_thr}, {net.nms} NMS) -> {out}")
     return 0

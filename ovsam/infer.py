@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any, NoReturn
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,6 +28,7 @@ from denseclip import CLIPLoadError, load_clip
 from edgesam import CheckpointError
 from edgesam.build import read_checkpoint
 from edgesam.transforms import ResizeLongestSide
+from forge.inference import InferCommand
 from forge.ops import mask_to_rle
 from forge.vis.draw import draw_instances
 
@@ -38,12 +39,8 @@ from .model import CLIP2SAM, MASK_THRESHOLD, preprocess
 from .vocab import normalise, read_vocabulary, vocabulary_classifier
 
 PROG = "forge-infer ovsam"
-
-
-def _fail(message: str) -> NoReturn:
-    """One line on stderr and exit status 2 (house style)."""
-    print(f"error: {PROG}: {message}", file=sys.stderr, flush=True)
-    sys.exit(2)
+CLI = InferCommand(PROG)
+_fail = CLI.fail
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,13 +78,11 @@ def _numbers(flag: str, text: str, n: int, h: int, w: int) -> list[float]:
 
 def build_model(args: argparse.Namespace):
     """(model, loaded CLIP) from the files on the command line; errors exit 2 naming the file."""
-    try:
+    with CLI.exits_on(FileNotFoundError, CLIPLoadError):
         clip = load_clip(None, args.clip)
-    except (FileNotFoundError, CLIPLoadError) as err:
-        _fail(str(err))
     if clip.is_vit:
         _fail(f"CLIP {args.clip!r} is a ViT; OVSAM's backbone is a CLIP ResNet (RN50x16 in the paper)")
-    try:
+    with CLI.exits_on(CheckpointError):
         state = read_checkpoint(args.checkpoint)
         side = None
         if not any(k.startswith("neck.") for k in state):
@@ -109,8 +104,6 @@ def build_model(args: argparse.Namespace):
             sam = {k[len("prompt_encoder."):]: v for k, v in read_checkpoint(args.sam).items()
                    if k.startswith("prompt_encoder.")}
             load_groups(model, {"pe." + k: v for k, v in sam.items()}, ["pe"], [], args.sam)
-    except CheckpointError as err:
-        _fail(str(err))
     return model.to(args.device).eval(), clip
 
 
@@ -120,29 +113,21 @@ def main(argv: list[str] | None = None) -> int:
         _fail("empty prompt: give --box x0,y0,x1,y1 or --point x,y")
     if args.box and args.point:
         _fail("give --box or --point prompts, not both (one kind per run, as the official model)")
-    try:
-        with Image.open(args.image) as im:
-            image = np.asarray(im.convert("RGB"))
-    except (OSError, ValueError) as err:
-        _fail(f"cannot read image {args.image!r}: {err}")
+    image = CLI.read_image(args.image)
     h, w = image.shape[:2]
     boxes = [_numbers("--box", t, 4, h, w) for t in args.box]
     points = [_numbers("--point", t, 2, h, w) for t in args.point]
-    try:
+    with CLI.exits_on(ValueError):
         classes = read_vocabulary(args.vocab)
         base_names = {normalise(n) for n in args.base.split(",") if n.strip()}
         known = {normalise(n) for c in classes for n in c}
         unknown = sorted(base_names - known)
         if unknown:
             raise ValueError(f"--base names {', '.join(unknown)} are not in the vocabulary")
-    except ValueError as err:
-        _fail(str(err))
     model, clip = build_model(args)
-    try:
+    with CLI.exits_on(ValueError, FileNotFoundError):
         classifier = vocabulary_classifier(clip, classes, args.templates, cache_dir=args.cache_dir,
                                            log=lambda s: print(s, file=sys.stderr))
-    except (ValueError, FileNotFoundError) as err:
-        _fail(str(err))
     base = torch.tensor([normalise(c[0]) in base_names for c in classes])
     x, (rh, rw) = preprocess(image, model.input_size)
     resize = ResizeLongestSide(model.input_size)
@@ -170,10 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         draw.rectangle(b, outline=(255, 255, 255), width=2)
     for px, py in points:
         draw.ellipse([px - 4, py - 4, px + 4, py + 4], fill=(0, 200, 0), outline=(255, 255, 255))
-    try:
-        pil.save(args.out)
-    except (OSError, ValueError) as err:
-        _fail(f"cannot write {args.out!r}: {err}")
+    CLI.save_image(pil, args.out)
     for r in results:
         top = r["labels"][0]
         print(f"{args.image}: {r['prompt']} -> {top['name']} ({top['score']:.3f}) -> {args.out}")

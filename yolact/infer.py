@@ -15,21 +15,22 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import NoReturn
 
-import numpy as np
 import torch
 from PIL import Image
 
 from forge.config import CONFIG_FILENAME
 from forge.data.structures import DetSample
 from forge.evaluation.coco import detections_to_coco
+from forge.inference import InferCommand, output_paths, val_preprocess
 from forge.vis.draw import draw_instances
 
 from .configs import COCO_CATEGORY_IDS, COCO_CLASSES, OFFICIAL_MODELS
 from .convert import load_model
 from .postprocess import NMS_KINDS
 from .preprocess import preprocess_image
+
+CLI = InferCommand("forge-infer yolact")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,32 +61,6 @@ def image_ids(paths: Sequence[str]) -> list[int]:
     return list(range(1, len(paths) + 1))
 
 
-def output_names(paths: Sequence[str]) -> list[str]:
-    """``<stem>.png`` per image, ``<stem>_2.png``, ... for repeated stems, so no drawing overwrites another."""
-    seen: dict[str, int] = {}
-    names = []
-    for p in paths:
-        stem = Path(p).stem
-        seen[stem] = seen.get(stem, 0) + 1
-        names.append(f"{stem}.png" if seen[stem] == 1 else f"{stem}_{seen[stem]}.png")
-    return names
-
-
-def _fail(message: str) -> NoReturn:
-    """One line on stderr and exit status 2, as every forge command on bad input (no traceback)."""
-    print(f"error: forge-infer yolact: {message}", file=sys.stderr, flush=True)
-    sys.exit(2)
-
-
-def _read_image(path: str) -> np.ndarray:
-    """``(H, W, 3)`` uint8 RGB; an unreadable file ends the command naming it."""
-    try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
-    except (OSError, ValueError) as err:  # missing, not an image, truncated
-        _fail(f"cannot read image {path!r}: {err}")
-
-
 def _run_categories(cfg, num_classes: int) -> tuple[list[str] | None, list[int] | None]:
     """Class names and category ids (label order) of a training run's dataset config, where it names them.
 
@@ -110,33 +85,9 @@ def _run_categories(cfg, num_classes: int) -> tuple[list[str] | None, list[int] 
 
 def run_preprocess(cfg, device: torch.device | str = "cpu"):
     """``image (H, W, 3) uint8 RGB, image_id, file_name -> (pixel values (1, 3, H', W') on device, ImageMeta)``
-    through the run's own ``pipeline.val`` and ``dataset.collate_fn``, so a run trained at another size or with a
-    keep-ratio resize is fed what it was evaluated on. The result is not normalised: the model's data preprocessor
-    (its own mean, std and channel order) does that in ``test_step``."""
-    from hydra.utils import get_method, instantiate
-
-    from forge.data.collate import collate_detection
-    from forge.data.structures import ImageMeta, Instances
-    from forge.data.transforms import Compose, pack_sample
-
-    data = cfg.get("dataset") or {}
-    stages = (cfg.get("pipeline") or {}).get("val")
-    if stages is None:
-        old = " (it has dataset.val_pipeline: a config from before pipelines moved to their own group)" if data.get(
-            "val_pipeline") is not None else ""
-        raise ValueError(f"forge-infer yolact: the run's config has no pipeline.val{old}")
-    pipeline = Compose(list(instantiate(stages, _convert_="partial")))
-    collate = get_method(data.collate_fn) if data.get("collate_fn") else collate_detection
-
-    def preprocess(image: np.ndarray, image_id: int, file_name: str):
-        h, w = image.shape[:2]
-        meta = ImageMeta(image_id=image_id, file_name=file_name, ori_shape=(h, w), img_shape=(h, w),
-                         pad_shape=(h, w))
-        sample = dict(img=np.array(image, dtype=np.uint8), gt=Instances.empty(h, w), meta=meta)
-        batch = collate([pack_sample(pipeline(sample))])
-        return batch["inputs"].to(device), batch["data_samples"][0].meta
-
-    return preprocess
+    through the run's own ``pipeline.val`` (:func:`forge.inference.val_preprocess`), so a run trained at another
+    size or with a keep-ratio resize is fed what it was evaluated on; the model's data preprocessor normalises."""
+    return val_preprocess(cfg, device, source="forge-infer yolact: the run's config")
 
 
 def load_for_inference(checkpoint: str, model: str | None = None, config: str | None = None, nms: str = "fast"):
@@ -177,14 +128,9 @@ def _load(args: argparse.Namespace):
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    missing = [p for p in args.images if not os.path.isfile(p)]
-    if missing:
-        _fail(f"image(s) not found: {', '.join(missing)}")
-    try:
+    CLI.require_images(args.images)
+    with CLI.loading(args.checkpoint):  # absent, unreadable, does not fit
         net, name, names, cat_ids, cfg = _load(args)
-    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as err:  # absent, unreadable, does not fit
-        text = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
-        _fail(text if args.checkpoint in text else f"cannot load checkpoint {args.checkpoint!r}: {text}")
     net = net.to(args.device)
     max_size = args.max_size or net.max_size
     if cfg is not None and args.max_size is None:
@@ -193,18 +139,15 @@ def main(argv: list[str] | None = None) -> int:
 
         def preprocess(image, image_id, file_name):
             return preprocess_image(image, max_size, image_id, file_name, args.device)
-    single_png = len(args.images) == 1 and args.out.lower().endswith(".png")
-    if not single_png:
-        os.makedirs(args.out, exist_ok=True)
+    outs = output_paths(args.images, args.out)
     results: dict[str, list[dict]] = {"bbox": [], "segm": []}
-    for path, image_id, png in zip(args.images, image_ids(args.images), output_names(args.images), strict=True):
-        image = _read_image(path)
+    for path, image_id, out in zip(args.images, image_ids(args.images), outs, strict=True):
+        image = CLI.read_image(path)
         x, meta = preprocess(image, image_id, path)
         with torch.no_grad():  # test_step: the model's own data preprocessor normalises, then predict
             pred = net.test_step(dict(inputs=x, data_samples=[DetSample(meta=meta)]))[0].pred.to("cpu")
         drawn = draw_instances(image, pred.boxes, pred.labels, pred.scores, pred.masks, names,
                                score_threshold=args.score_thr)
-        out = args.out if single_png else os.path.join(args.out, png)
         Image.fromarray(drawn).save(out)
         shown = int((pred.scores >= args.score_thr).sum())
         print(f"{path}: {len(pred.scores)} detections ({shown} >= {args.score_thr}) -> {out}"
