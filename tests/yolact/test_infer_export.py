@@ -15,6 +15,7 @@ from tests.yolact.official_fixtures import load_case, seeded_state_dict
 from yolact.configs import official_kwargs
 from yolact.convert import build_for_state, convert_state_dict
 from yolact.export import check_onnx, export_onnx
+from yolact.export import main as export_main
 from yolact.infer import main
 
 
@@ -27,14 +28,44 @@ def official_r50(tmp_path_factory):
     return path, state
 
 
+@pytest.fixture
+def bad_checkpoints(official_r50, tmp_path) -> dict[str, object]:
+    """Checkpoints that must be refused, by file name: absent, not a checkpoint, no weights, a layer missing."""
+    _, state = official_r50
+    cases = {"absent.pth": None, "garbage.pth": b"\x00not a checkpoint", "numbers.pth": {"a": 1},
+             "no_protonet.pth": {k: v for k, v in state.items() if not k.startswith("proto_net.")}}
+    paths = {}
+    for name, content in cases.items():
+        paths[name] = tmp_path / name
+        if isinstance(content, bytes):
+            paths[name].write_bytes(content)
+        elif content is not None:
+            torch.save(content, paths[name])
+    return paths
+
+
+def _exit_line(capsys, argv, command=main) -> str:
+    """The one stderr line of a ``forge-infer yolact`` (or ``command``) call that must end with status 2."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        command(argv)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    return err
+
+
+def _random_pngs(paths, shapes, seed: int) -> list[str]:
+    """Random ``(H, W, 3)`` images of ``shapes`` saved at ``paths`` (their folders created)."""
+    rng = np.random.default_rng(seed)
+    for path, (h, w) in zip(paths, shapes, strict=True):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(path)
+    return [str(p) for p in paths]
+
+
 def test_infer_official_checkpoint_to_png_and_json(official_r50, tmp_path, capsys):
     path, _ = official_r50
-    rng = np.random.default_rng(0)
-    images = []
-    for i, (h, w) in enumerate([(120, 160), (90, 70)]):
-        p = tmp_path / f"img_{i + 1:06d}.jpg"
-        Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(p)
-        images.append(str(p))
+    images = _random_pngs([tmp_path / "img_000001.jpg", tmp_path / "img_000002.jpg"], [(120, 160), (90, 70)], 0)
     out_dir, results = tmp_path / "out", tmp_path / "res.json"
     assert main([*images, "--checkpoint", str(path), "--out", str(out_dir), "--json", str(results),
                  "--max-size", "256", "--score-thr", "0.0", "--device", "cpu"]) == 0
@@ -57,18 +88,8 @@ def test_infer_official_checkpoint_to_png_and_json(official_r50, tmp_path, capsy
     assert single.is_file()
 
 
-def _exit_line(capsys, argv) -> str:
-    """The one stderr line of a ``forge-infer yolact`` call that must end with status 2."""
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as exc:
-        main(argv)
-    err = capsys.readouterr().err
-    assert exc.value.code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
-    return err
-
-
-def test_bad_images_and_checkpoints_exit_2_naming_the_file(official_r50, tmp_path, capsys):
-    path, state = official_r50
+def test_bad_images_and_checkpoints_exit_2_naming_the_file(official_r50, bad_checkpoints, tmp_path, capsys):
+    path, _ = official_r50
     good = tmp_path / "ok.png"
     Image.fromarray(np.zeros((40, 50, 3), dtype=np.uint8)).save(good)
     out = ["--out", str(tmp_path / "out"), "--max-size", "128", "--device", "cpu"]
@@ -80,14 +101,7 @@ def test_bad_images_and_checkpoints_exit_2_naming_the_file(official_r50, tmp_pat
     truncated = tmp_path / "cut.png"
     truncated.write_bytes(good.read_bytes()[:60])
     assert "cut.png" in _exit_line(capsys, [str(truncated), "--checkpoint", str(path), *out])
-    cases = {"absent.pth": None, "garbage.pth": b"\x00not a checkpoint", "numbers.pth": {"a": 1},
-             "no_protonet.pth": {k: v for k, v in state.items() if not k.startswith("proto_net.")}}
-    for name, content in cases.items():
-        ckpt = tmp_path / name
-        if isinstance(content, bytes):
-            ckpt.write_bytes(content)
-        elif content is not None:
-            torch.save(content, ckpt)
+    for name, ckpt in bad_checkpoints.items():
         assert str(ckpt) in _exit_line(capsys, [str(good), "--checkpoint", str(ckpt), *out]), name
 
 
@@ -98,13 +112,7 @@ def test_json_image_ids_are_unique_for_repeated_file_names(official_r50, tmp_pat
     assert image_ids(["a/000001.png", "b/000001.png"]) == [1, 2]
     assert image_ids(["x/img_7.png", "x/img_7.png", "y/plain.png"]) == [1, 2, 3]
     path, _ = official_r50
-    rng = np.random.default_rng(1)
-    images = []
-    for folder in ("a", "b"):
-        (tmp_path / folder).mkdir()
-        p = tmp_path / folder / "000001.png"
-        Image.fromarray(rng.integers(0, 255, (64, 80, 3), dtype=np.uint8)).save(p)
-        images.append(str(p))
+    images = _random_pngs([tmp_path / "a" / "000001.png", tmp_path / "b" / "000001.png"], [(64, 80)] * 2, 1)
     images.append(images[0])  # the same image again
     out_dir, results = tmp_path / "out", tmp_path / "res"
     assert main([*images, "--checkpoint", str(path), "--out", str(out_dir), "--json", str(results),
@@ -161,7 +169,8 @@ def test_our_run_writes_its_dataset_names_and_category_ids(tmp_path):
     assert _run_categories(cfg, 3) == (["a", "b", "c"], None)
 
 
-def _tiny_run(tmp_path):
+@pytest.fixture
+def tiny_run(tmp_path):
     """A run folder as forge-train leaves it (config.yaml + checkpoint) for a small ResNet-18 YOLACT trained with a
     keep-ratio float resize (its pipeline), another mean/std and BGR input (its model's data preprocessor)."""
     from forge.models import ImagePreprocessor
@@ -183,17 +192,16 @@ def _tiny_run(tmp_path):
     return run, net
 
 
-def test_our_run_is_fed_through_its_own_val_pipeline(tmp_path):
+def test_our_run_is_fed_through_its_own_val_pipeline(tiny_run, tmp_path):
     # a run trained with a keep-ratio resize, another mean/std and BGR input must get exactly that at inference
     from forge.data.structures import DetSample
-    from yolact.infer import main as infer_main
 
-    run, net = _tiny_run(tmp_path)
+    run, net = tiny_run
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, (64, 128, 3), dtype=np.uint8)  # h, w: keep-ratio resize gives 48 x 96
     Image.fromarray(image).save(tmp_path / "img_000007.png")
     results = tmp_path / "res.json"
-    assert infer_main([str(tmp_path / "img_000007.png"), "--checkpoint", str(run / "iter_1.pth"),
+    assert main([str(tmp_path / "img_000007.png"), "--checkpoint", str(run / "iter_1.pth"),
                        "--out", str(tmp_path / "out.png"), "--json", str(results), "--device", "cpu"]) == 0
     got = json.loads((tmp_path / "res.bbox.json").read_text())
 
@@ -213,42 +221,26 @@ def test_our_run_is_fed_through_its_own_val_pipeline(tmp_path):
     assert {r["image_id"] for r in got} == {7}
 
 
-def test_export_of_our_run(tmp_path, capsys):
-    from yolact.export import main as export_main
-
-    run, _ = _tiny_run(tmp_path)
+def test_export_of_our_run(tiny_run, tmp_path, capsys):
+    run, _ = tiny_run
     out = tmp_path / "run.onnx"
     assert export_main(["--checkpoint", str(run / "iter_1.pth"), "--out", str(out), "--size", "64", "96",
                         "--check"]) == 0
     printed = capsys.readouterr().out
     assert out.is_file() and "input 1x3x64x96" in printed and "config.yaml" in printed
-    assert "nope.yaml" in _export_exit_line(capsys, ["--checkpoint", str(run / "iter_1.pth"), "--out", str(out),
-                                                     "--config", "nope.yaml"])
+    assert "nope.yaml" in _exit_line(capsys, ["--checkpoint", str(run / "iter_1.pth"), "--out", str(out),
+                                              "--config", "nope.yaml"], export_main)
 
 
 def _export_exit_line(capsys, argv) -> str:
     """The one stderr line of a ``python -m yolact.export`` call that must end with status 2."""
-    from yolact.export import main as export_main
-
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as exc:
-        export_main(argv)
-    err = capsys.readouterr().err
-    assert exc.value.code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
-    return err
+    return _exit_line(capsys, argv, export_main)
 
 
-def test_export_bad_checkpoint_or_argument_exits_2_naming_it(official_r50, tmp_path, capsys):
-    path, state = official_r50
+def test_export_bad_checkpoint_or_argument_exits_2_naming_it(official_r50, bad_checkpoints, tmp_path, capsys):
+    path, _ = official_r50
     out = str(tmp_path / "x.onnx")
-    cases = {"absent.pth": None, "garbage.pth": b"\x00not a checkpoint", "numbers.pth": {"a": 1},
-             "no_protonet.pth": {k: v for k, v in state.items() if not k.startswith("proto_net.")}}
-    for name, content in cases.items():
-        ckpt = tmp_path / name
-        if isinstance(content, bytes):
-            ckpt.write_bytes(content)
-        elif content is not None:
-            torch.save(content, ckpt)
+    for name, ckpt in bad_checkpoints.items():
         assert str(ckpt) in _export_exit_line(capsys, ["--checkpoint", str(ckpt), "--out", out]), name
     ok = ["--checkpoint", str(path), "--model", "yolact_resnet50"]
     nowhere = str(tmp_path / "no_such_dir" / "x.onnx")
