@@ -22,7 +22,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from anomaly.data import list_adbench, load_breast_cancer, load_npz  # noqa: E402
-from forge.docsection import machine_line, replace_section  # noqa: E402
+from forge.docsection import command_line, machine_line, mean_std, publish_section  # noqa: E402
 from forge.evaluation.outlier import roc_auc  # noqa: E402
 
 SECTION = "anomaly-gaal-auto-stop"
@@ -70,10 +70,6 @@ def run(args) -> dict:
     return out
 
 
-def _ms(v: list[float]) -> str:
-    return f"{np.mean(v):.3f} ± {np.std(v):.3f}" if len(v) > 1 else f"{v[0]:.3f}"
-
-
 def render(results: dict, args, wall: float) -> str:
     fixed = args.stop_epochs
     lines = [
@@ -94,7 +90,7 @@ def render(results: dict, args, wall: float) -> str:
             f, a = res[(v, fixed)], res[(v, "auto")]
             gain[v].append(np.mean(a["auc"]) - np.mean(f["auc"]))
             cap = "" if all(a["reached"]) else "*"
-            cells += [_ms(f["auc"]), _ms(a["auc"]), f"{np.mean(a['epochs']):.0f}{cap}"]
+            cells += [mean_std(f["auc"]), mean_std(a["auc"]), f"{np.mean(a['epochs']):.0f}{cap}"]
         times = [f"{np.mean(res[(v, fixed)]['time']):.2f} / {np.mean(res[(v, 'auto')]['time']):.2f}"
                  for v in ("SOGAAL", "MOGAAL")]
         n, d = res["shape"]
@@ -108,7 +104,7 @@ def render(results: dict, args, wall: float) -> str:
         g = np.asarray(g)
         lines.append(f"* {v}: auto − fixed = {g.mean():+.3f} mean ROC-AUC over {len(g)} sets; auto better by more "
                      f"than 0.01 on {(g > 0.01).sum()}, worse by more than 0.01 on {(g < -0.01).sum()}.")
-    lines += ["", f"Command: `python benchmarks/gaal_stop.py{''.join(' ' + a for a in args.argv)}`"]
+    lines += ["", command_line("benchmarks/gaal_stop.py", args.argv)]
     return "\n".join(lines)
 
 
@@ -128,10 +124,7 @@ def main(argv: list[str] | None = None) -> None:
         ap.error(f"--seeds must be >= 1, got {args.seeds}")
     t0 = time.perf_counter()
     body = render(run(args), args, time.perf_counter() - t0)
-    print("\n" + body)
-    if args.doc:
-        replace_section(args.doc, SECTION, body, title=TITLE)
-        print(f"wrote section {SECTION!r} of {args.doc}")
+    publish_section(args.doc, SECTION, body, title=TITLE)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ from anomaly.metrics import entry_detection_metrics, support_metrics  # noqa: E4
 from anomaly.rglasso import RobustGraphicalLasso  # noqa: E402
 from anomaly.rglasso_cv import RobustGraphicalLassoCV  # noqa: E402
 from anomaly.synthetic import make_rglasso_problem  # noqa: E402
-from forge.docsection import machine_line, replace_section  # noqa: E402
+from forge.docsection import command_line, machine_line, mean_std, publish_section  # noqa: E402
 
 SECTION = "anomaly-rglasso-selection"
 TITLE = "### anomaly: Rglasso selection"
@@ -83,11 +83,6 @@ def run(args) -> dict:
     return out
 
 
-def _ms(values: list[float], fmt: str = ".3f") -> str:
-    v = np.asarray(values, dtype=float)
-    return f"{v.mean():{fmt}} ± {v.std():{fmt}}" if v.size > 1 else f"{v[0]:{fmt}}"
-
-
 def render(results: dict, args, wall: float) -> str:
     """The markdown section: conditions, table, and the summary computed from it."""
     lines = [
@@ -102,7 +97,8 @@ def render(results: dict, args, wall: float) -> str:
     ]
     for (p, level, method), r in results.items():
         lines.append(f"| {p} | {100 * level:g} % | {method} | {np.mean(r['rho']):.3f} | {np.mean(r['lam']):.2f} | "
-                     f"{_ms(r['dens'], '.2f')} | {_ms(r['auc'])} | {_ms(r['ef1'])} | {_ms(r['sf1'])} | "
+                     f"{mean_std(r['dens'], '.2f')} | {mean_std(r['auc'])} | {mean_std(r['ef1'])} | "
+                     f"{mean_std(r['sf1'])} | "
                      f"{np.mean(r['converged']):.2f} | {np.mean(r['time']):.2f} |")
     lines.append("")
     for method in METHODS:
@@ -113,7 +109,7 @@ def render(results: dict, args, wall: float) -> str:
         auc = [np.mean(r["auc"]) for r in rows]
         lines.append(f"* {method}: dens {min(dens):.2f}–{max(dens):.2f} over {len(rows)} cells "
                      f"(mean {np.mean(dens):.2f}), entry AUC {min(auc):.3f}–{max(auc):.3f} (mean {np.mean(auc):.3f}).")
-    lines += ["", f"Command: `python benchmarks/rglasso_selection.py{''.join(' ' + a for a in args.argv)}`"]
+    lines += ["", command_line("benchmarks/rglasso_selection.py", args.argv)]
     return "\n".join(lines)
 
 
@@ -131,10 +127,7 @@ def main(argv: list[str] | None = None) -> None:
         ap.error(f"--seeds must be >= 1 and --cv-seeds >= 0, got {args.seeds}, {args.cv_seeds}")
     t0 = time.perf_counter()
     body = render(run(args), args, time.perf_counter() - t0)
-    print("\n" + body)
-    if args.doc:
-        replace_section(args.doc, SECTION, body, title=TITLE)
-        print(f"wrote section {SECTION!r} of {args.doc}")
+    publish_section(args.doc, SECTION, body, title=TITLE)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import os
 import platform
+from collections.abc import Sequence
 
 
 def markers(name: str) -> tuple[str, str]:
@@ -54,3 +55,25 @@ def replace_section(path: str, name: str, body: str, title: str | None = None) -
         raise ValueError(f"{path} has no section {name!r}: add the lines {begin} and {end} where it belongs")
     with open(path, "w", encoding="utf-8") as f:
         f.write(head + begin + "\n" + body.strip("\n") + "\n" + end + tail)
+
+
+def mean_std(values: Sequence[float], fmt: str = ".3f") -> str:
+    """A table cell: ``"mean ± std"`` (population std, over seeds) in ``fmt``, or the single value alone."""
+    import numpy as np
+
+    v = np.asarray(values, dtype=float)
+    return f"{v.mean():{fmt}} ± {v.std():{fmt}}" if v.size > 1 else f"{v[0]:{fmt}}"
+
+
+def command_line(script: str, argv: Sequence[str]) -> str:
+    """``Command: `python SCRIPT ARG...` ``, the line that closes a section so that it can be made again."""
+    return f"Command: `python {script}{''.join(' ' + a for a in argv)}`"
+
+
+def publish_section(path: str, name: str, body: str, title: str | None = None) -> None:
+    """Print ``body``; unless ``path`` is empty (a script's ``--doc ''``), also write it as section ``name`` of
+    ``path`` (:func:`replace_section`) and say so."""
+    print("\n" + body)
+    if path:
+        replace_section(path, name, body, title=title)
+        print(f"wrote section {name!r} of {path}")
