@@ -189,6 +189,28 @@ def loss_flattened(losses: list[float], window: int, tol: float) -> bool:
 class _GAAL(BaseEstimator):
     """Shared training loop; see the module docstring. Subclasses set ``k`` and the targets."""
 
+    # the parameters every GAAL takes (sklearn reads them from the signature: no **kwargs)
+    def __init__(self, stop_epochs: int | str = 20, lr_d: float = 0.01, lr_g: float = 1e-4, decay: float = 1e-6,
+                 momentum: float = 0.9, contamination: float = 0.1, preprocessing: str | None = "minmax",
+                 batch_size: int = 500, init: str = "official", random_state: int | None = 0,
+                 device: str | None = None, progress: bool = True, auto_stop_window: int = 5,
+                 auto_stop_tol: float = 0.01, max_stop_epochs: int = 100):
+        self.stop_epochs = stop_epochs
+        self.lr_d = lr_d
+        self.lr_g = lr_g
+        self.decay = decay
+        self.momentum = momentum
+        self.contamination = contamination
+        self.preprocessing = preprocessing
+        self.batch_size = batch_size
+        self.init = init
+        self.random_state = random_state
+        self.device = device
+        self.progress = progress
+        self.auto_stop_window = auto_stop_window
+        self.auto_stop_tol = auto_stop_tol
+        self.max_stop_epochs = max_stop_epochs
+
     # --- hooks -------------------------------------------------------------------------------------------------
     fresh_generator_noise: bool = False  # MO: fresh noise for the generator step; SO: reuse the D-step noise
 
@@ -361,30 +383,9 @@ class _GAAL(BaseEstimator):
 
 
 class SOGAAL(_GAAL):
-    """Single-objective GAAL: one generator aimed at ``D = 1`` (paper §IV-B)."""
+    """Single-objective GAAL: one generator aimed at ``D = 1`` (paper §IV-B); parameters as :class:`_GAAL`."""
 
     fresh_generator_noise = False
-
-    def __init__(self, stop_epochs: int | str = 20, lr_d: float = 0.01, lr_g: float = 1e-4, decay: float = 1e-6,
-                 momentum: float = 0.9, contamination: float = 0.1, preprocessing: str | None = "minmax",
-                 batch_size: int = 500, init: str = "official", random_state: int | None = 0,
-                 device: str | None = None, progress: bool = True, auto_stop_window: int = 5,
-                 auto_stop_tol: float = 0.01, max_stop_epochs: int = 100):
-        self.stop_epochs = stop_epochs
-        self.lr_d = lr_d
-        self.lr_g = lr_g
-        self.decay = decay
-        self.momentum = momentum
-        self.contamination = contamination
-        self.preprocessing = preprocessing
-        self.batch_size = batch_size
-        self.init = init
-        self.random_state = random_state
-        self.device = device
-        self.progress = progress
-        self.auto_stop_window = auto_stop_window
-        self.auto_stop_tol = auto_stop_tol
-        self.max_stop_epochs = max_stop_epochs
 
 
 class MOGAAL(_GAAL):
@@ -398,21 +399,11 @@ class MOGAAL(_GAAL):
                  random_state: int | None = 0, device: str | None = None, progress: bool = True,
                  auto_stop_window: int = 5, auto_stop_tol: float = 0.01, max_stop_epochs: int = 100):
         self.k = k
-        self.stop_epochs = stop_epochs
-        self.lr_d = lr_d
-        self.lr_g = lr_g
-        self.decay = decay
-        self.momentum = momentum
-        self.contamination = contamination
-        self.preprocessing = preprocessing
-        self.batch_size = batch_size
-        self.init = init
-        self.random_state = random_state
-        self.device = device
-        self.progress = progress
-        self.auto_stop_window = auto_stop_window
-        self.auto_stop_tol = auto_stop_tol
-        self.max_stop_epochs = max_stop_epochs
+        super().__init__(stop_epochs=stop_epochs, lr_d=lr_d, lr_g=lr_g, decay=decay, momentum=momentum,
+                         contamination=contamination, preprocessing=preprocessing, batch_size=batch_size, init=init,
+                         random_state=random_state, device=device, progress=progress,
+                         auto_stop_window=auto_stop_window, auto_stop_tol=auto_stop_tol,
+                         max_stop_epochs=max_stop_epochs)
 
     def _n_generators(self) -> int:
         return int(self.k)
