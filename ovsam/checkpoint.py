@@ -105,3 +105,46 @@ def sam2clip_config(state: Mapping[str, Tensor], prefix: str = "neck.") -> dict:
                 num_heads=int(width // tables[0][1]),
                 global_attn_indexes=tuple(i for i, t in zip(blocks, tables) if t[0] == 2 * grid - 1),
                 window_size=next((int(t[0] + 1) // 2 for t in tables if t[0] != 2 * grid - 1), 14))
+
+
+def sam_decoder_state(sam_decoder: Mapping[str, Tensor], num_mask_tokens: int = 1) -> dict[str, Tensor]:
+    """A SAM ``MaskDecoder`` state cut to OVSAM's one-token decoder (the official ``OVSAMHead`` ``sam_pretrain``
+    init): the first ``num_mask_tokens`` mask tokens (token 0 = SAM's single-mask output) and their hypernetwork
+    MLPs, the transformer and upscaling as they are; the IoU token and head dropped."""
+    out = {}
+    for k, v in sam_decoder.items():
+        if k.startswith(("iou_token.", "iou_prediction_head.")):
+            continue
+        if k == "mask_tokens.weight":
+            v = v[:num_mask_tokens]
+        elif k.startswith("output_hypernetworks_mlps.") and int(k.split(".")[1]) >= num_mask_tokens:
+            continue
+        out[k] = v
+    return out
+
+
+def init_from_sam(model: nn.Module, sam: nn.Module) -> None:
+    """CLIP2SAM's SAM parts from a SAM (``edgesam.Sam``): ``pe`` = its prompt encoder (frozen in CLIP2SAM) and
+    ``mask_decoder.mask_decoder`` = its mask decoder cut to one token (:func:`sam_decoder_state`), both strict;
+    a SAM of other widths is a :class:`CheckpointError` naming the part."""
+    parts = {"pe": sam.prompt_encoder.state_dict(),
+             "mask_decoder.mask_decoder": sam_decoder_state(sam.mask_decoder.state_dict())}
+    for name, state in parts.items():
+        target = model.get_submodule(name)
+        own = target.state_dict()
+        wrong = sorted(k for k in own if k in state and tuple(own[k].shape) != tuple(state[k].shape))
+        missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+        if wrong or missing or unexpected:
+            raise CheckpointError(f"SAM does not fit CLIP2SAM's {name}: missing {missing[:4]}, unexpected "
+                                  f"{unexpected[:4]}, wrong shape {wrong[:4]} (prompt_dim / decoder sizes differ?)")
+        target.load_state_dict(state, strict=True)
+
+
+def sam2clip_state(state: Mapping[str, Tensor], source: str = "state dict") -> dict[str, Tensor]:
+    """The ``neck_student.*`` keys of a SAM2CLIP distillation state: an official file's, or a forge-train
+    checkpoint of :class:`ovsam.train.SAM2CLIPDistiller` (keys under ``student.``; its teacher's dropped)."""
+    for prefix in ("", "student."):
+        sub = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix + "neck_student.")}
+        if sub:
+            return sub
+    raise CheckpointError(f"{source} has no neck_student.* keys (expected a SAM2CLIP distillation checkpoint)")

@@ -97,9 +97,12 @@ def masks_to_boxes_exclusive(masks: Tensor) -> Tensor:
 class SingleMaskDecoder(nn.Module):
     """SAM's mask decoder with ``num_mask_tokens`` (1) tokens and no IoU token / head (official ``with_iou=False``)."""
 
-    def __init__(self, transformer_dim: int = 256, num_mask_tokens: int = 1) -> None:
+    def __init__(self, transformer_dim: int = 256, num_mask_tokens: int = 1, num_heads: int = 8,
+                 mlp_dim: int = 2048) -> None:
         super().__init__()
-        self.transformer = TwoWayTransformer(depth=2, embedding_dim=transformer_dim, num_heads=8, mlp_dim=2048)
+        # SAM's decoder sizes by default; a smaller SAM (e.g. the shapes demo's) passes its own
+        self.transformer = TwoWayTransformer(depth=2, embedding_dim=transformer_dim, num_heads=num_heads,
+                                             mlp_dim=mlp_dim)
         self.num_mask_tokens = num_mask_tokens
         self.mask_tokens = nn.Embedding(num_mask_tokens, transformer_dim)
         self.output_upscaling = nn.Sequential(
@@ -118,12 +121,14 @@ class OVSAMHead(nn.Module):
         roi_channels: FPN width (256).
         strides: FPN strides (4, 8, 16, 32).
         roi_size: RoIAlign output (12).
+        num_heads, mlp_dim: the two-way transformer's (SAM: 8, 2048).
     """
 
     def __init__(self, clip_dim: int = 768, transformer_dim: int = 256, roi_channels: int = 256,
-                 strides: Sequence[int] = (4, 8, 16, 32), roi_size: int = 12) -> None:
+                 strides: Sequence[int] = (4, 8, 16, 32), roi_size: int = 12, num_heads: int = 8,
+                 mlp_dim: int = 2048) -> None:
         super().__init__()
-        self.mask_decoder = SingleMaskDecoder(transformer_dim)
+        self.mask_decoder = SingleMaskDecoder(transformer_dim, num_heads=num_heads, mlp_dim=mlp_dim)
         self.label_token = nn.Embedding(1, transformer_dim)
         self.label_mlp = MLP(transformer_dim, transformer_dim, clip_dim, 3)
         # official ConvModule(..., bias=False) keeps mmcv's default ReLU

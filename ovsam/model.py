@@ -82,18 +82,26 @@ class CLIP2SAM(nn.Module):
         embed_dim: SAM2CLIP width (SAM ViT-H: 1280).
         input_size: square encoder input (1024).
         fpn_channels: light-FPN width (256).
+        prompt_dim: SAM's prompt / embedding width (256): SAM2CLIP's output channels, the prompt encoder's and
+            the mask decoder's width.
+        decoder_heads, decoder_mlp_dim: SAM's two-way transformer (8, 2048). The defaults are SAM's; a smaller
+            SAM (the shapes demo's) passes its own, so its prompt encoder and decoder weights fit.
     """
 
     def __init__(self, backbone: CLIPResNetBackbone, embed_dim: int = 1280, input_size: int = 1024,
-                 fpn_channels: int = 256, sam2clip_kwargs: dict | None = None) -> None:
+                 fpn_channels: int = 256, sam2clip_kwargs: dict | None = None, prompt_dim: int = 256,
+                 decoder_heads: int = 8, decoder_mlp_dim: int = 2048) -> None:
         super().__init__()
         self.backbone = backbone
-        self.neck = SAM2CLIP(backbone.out_channels, embed_dim=embed_dim, input_size=input_size,
-                             **(sam2clip_kwargs or {}))
+        kw = dict(sam2clip_kwargs or {})
+        if kw.setdefault("out_chans", prompt_dim) != prompt_dim:
+            raise ValueError(f"sam2clip_kwargs out_chans={kw['out_chans']} differs from prompt_dim={prompt_dim}")
+        self.neck = SAM2CLIP(backbone.out_channels, embed_dim=embed_dim, input_size=input_size, **kw)
         grid = input_size // 16
-        self.pe = PromptEncoder(256, (grid, grid), (input_size, input_size), mask_in_chans=16)
+        self.pe = PromptEncoder(prompt_dim, (grid, grid), (input_size, input_size), mask_in_chans=16)
         self.fpn_neck = FPN(backbone.out_channels, fpn_channels)
-        self.mask_decoder = OVSAMHead(clip_dim=backbone.embed_dim, roi_channels=fpn_channels)
+        self.mask_decoder = OVSAMHead(clip_dim=backbone.embed_dim, transformer_dim=prompt_dim,
+                                      roi_channels=fpn_channels, num_heads=decoder_heads, mlp_dim=decoder_mlp_dim)
         self.input_size = input_size
         self.freeze_frozen_parts()
 

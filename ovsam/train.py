@@ -2,7 +2,8 @@
 
 * :class:`SAM2CLIPDistiller` — loss ``loss_distillation``: MSE (mean over every element, the official
   ``MSELoss(reduction='mean')``) between SAM2CLIP's output and the teacher's embeddings, the teacher an
-  :class:`edgesam.distill.Teacher` (live SAM, or the ``forge-cache-embeddings`` cache).
+  :class:`edgesam.distill.Teacher` (live SAM, or the ``forge-cache-embeddings`` cache); ``predict`` gives the
+  per-image squared errors that :class:`ovsam.metric.FeatureMSEMetric` turns into the validation MSE.
 * :class:`CLIP2SAMTrainer` — per image :func:`ovsam.losses.training_prompts` (40 prompts, boxes then points), the
   mask decoder on SAM2CLIP's embeddings, recognition on the GT boxes' RoIs (as the official training), losses
   ``loss_cls`` (CE x 2), ``loss_mask`` (BCE x 5), ``loss_dice`` (Dice x 5). An image whose ground truth has no masks
@@ -50,7 +51,13 @@ class SAM2CLIPDistiller(BaseModel):
             return {"loss_distillation": F.mse_loss(self.student(images).float(), target)}
         if mode == "tensor":
             return self.student(images)
-        raise ValueError(f"SAM2CLIPDistiller supports modes 'loss' and 'tensor', got {mode!r}")
+        if mode == "predict":  # per-image records for ovsam.metric.FeatureMSEMetric (the validation MSE)
+            with torch.no_grad():
+                target = self.teacher.embeddings(images, data_samples)
+                err = (self.student(images).float() - target).square()
+            return [dict(sq_err=float(e.sum()), numel=e.numel(), target_sum=t.double().cpu(),
+                         target_sq=t.double().square().cpu()) for e, t in zip(err, target)]
+        raise ValueError(f"SAM2CLIPDistiller supports modes 'loss', 'predict' and 'tensor', got {mode!r}")
 
 
 class CLIP2SAMTrainer(BaseModel):

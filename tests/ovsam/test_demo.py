@@ -1,0 +1,35 @@
+"""``make demo-ovsam`` in its shortened form: a seeded CLIP, a 2-iteration SAM teacher, both OVSAM stages through
+forge-train, the evaluation on the held-out split, the figure and a docs section (a temporary copy)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.mark.slow  # four forge-train processes: ~50 s of CPU, ~90 s on the shared machine
+def test_quick_demo(tmp_path):
+    spec = importlib.util.spec_from_file_location("ovsam_demo", os.path.join(ROOT, "benchmarks", "ovsam_demo.py"))
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+    md = tmp_path / "bench.md"
+    md.write_text("# benchmarks\n\nkept text\n")
+    fig = tmp_path / "fig.png"
+    out = demo.main(["--quick", "--threads", "1", "--data", str(tmp_path / "data"), "--work-dir",
+                     str(tmp_path / "work"), "--md", str(md), "--figure", str(fig)])
+    # three Adam steps on the seeded adapter already lower the validation feature error
+    assert out["mse_after"] < out["mse_before"]
+    assert len(out["novel"]) == 10 and len(out["base"]) == 20
+    summ = out["summary"]
+    assert summ["chance"] == pytest.approx(1 / 30)
+    for split in ("base", "novel"):
+        assert summ[split]["n"] > 0
+        assert all(0 <= summ[split][k] <= 1 for k in ("fused", "head", "clip", "miou"))
+    text = md.read_text()
+    assert "kept text" in text and "<!-- ovsam-demo:begin -->" in text and "| held out (10) |" in text
+    assert fig.stat().st_size > 10_000
+    assert os.path.isfile(out["clip2sam"]["checkpoint"])
