@@ -231,10 +231,20 @@ class EncoderDistiller(_Distiller):
         teacher: the frozen :class:`Teacher` (live or cached embeddings).
         loss: an :class:`EmbeddingLoss` (default weight 1).
         student_checkpoint: initial encoder weights (keys ``image_encoder.*``, optionally under ``student.``).
+        encoder_init: a RepViT ImageNet classification checkpoint (``repvit_m1_distill_300.pth``, the official
+            initialisation) for the encoder's backbone (:mod:`edgesam.repvit_cls`); not with ``student_checkpoint``.
     """
 
     def __init__(self, student_encoder: nn.Module, teacher: Teacher, loss: EmbeddingLoss | None = None,
-                 student_checkpoint: str | None = None, data_preprocessor: dict | nn.Module | None = None) -> None:
+                 student_checkpoint: str | None = None, encoder_init: str | None = None,
+                 data_preprocessor: dict | nn.Module | None = None) -> None:
+        if encoder_init and student_checkpoint:
+            raise ValueError("EncoderDistiller: give encoder_init (a classification file) or student_checkpoint "
+                             f"(a SAM-style file), not both: {encoder_init!r}, {student_checkpoint!r}")
+        if encoder_init:
+            from edgesam.repvit_cls import load_classification_init
+
+            load_classification_init(student_encoder, encoder_init)
         super().__init__(student_encoder, teacher, data_preprocessor, ["box"], 0, 1, 1, student_checkpoint,
                          ["image_encoder."])
         self.student.mask_decoder.requires_grad_(False)
