@@ -24,7 +24,7 @@ from .checkpoint import load_groups, load_sam2clip
 from .model import CLIP2SAM, SAM2CLIPDistill, clip_backbone
 from .vocab import parse_class, vocabulary_classifier
 
-__all__ = ["build_clip2sam", "categories", "clip_resnet", "sam2clip_student", "text_classifier"]
+__all__ = ["build_clip2sam", "categories", "class_names", "clip_resnet", "sam2clip_student", "text_classifier"]
 
 
 def clip_resnet(clip: str | None = None, arch: str | dict = "RN50x16") -> CLIPResNetBackbone:
@@ -86,6 +86,11 @@ def build_clip2sam(clip: str | None = None, arch: str | dict = "RN50x16", embed_
     return model
 
 
+def class_names(ann_file: str) -> list[list[str]]:
+    """The vocabulary of a COCO / LVIS json: one class per category in id order, ``_`` read as a space (LVIS)."""
+    return [[str(c["name"]).replace("_", " ")] for c in categories(ann_file)]
+
+
 def text_classifier(clip: str, classes: Sequence[str | Sequence[str]] | None = None, ann_file: str | None = None,
                     templates: str | Sequence[str] = "paper", cache_dir: str | None = None,
                     cache: bool = True) -> Tensor:
@@ -98,7 +103,7 @@ def text_classifier(clip: str, classes: Sequence[str | Sequence[str]] | None = N
     if (classes is None) == (ann_file is None):
         raise ValueError("text_classifier: give classes= or ann_file= (one of them)")
     if ann_file is not None:
-        vocab = [[str(c["name"]).replace("_", " ")] for c in categories(ann_file)]
+        vocab = class_names(ann_file)
     else:
         vocab = [parse_class(c, "classes") if isinstance(c, str) else list(c) for c in classes]
     return vocabulary_classifier(load_clip(None, clip), vocab, templates, cache=cache, cache_dir=cache_dir)

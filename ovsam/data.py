@@ -20,7 +20,7 @@ from forge.data.folder import ImageFolderDataset
 from forge.data.structures import DetSample, ImageMeta, Instances
 
 from .losses import mixed_batch_counts
-from .vocab import normalise
+from .vocab import merge_vocabularies, normalise, read_vocabulary
 
 
 class ImageLabelDataset(Dataset):
@@ -114,3 +114,18 @@ def mixed_batch_sampler(dataset: ConcatDataset, batch_size: int, seed: int, rati
                          f"got {type(dataset).__name__}")
     return MixedBatchSampler(len(sizes[0]), len(sizes[1]), batch_size, ratio, num_batches,
                              seed=int(seed) + 7919 * get_rank())
+
+
+def joint_vocabulary(first: Sequence[Sequence[str]], others: Sequence[Sequence[Sequence[str]]] = (),
+                     files: Sequence[str] = ()) -> list[list[str]]:
+    """:func:`~ovsam.vocab.merge_vocabularies` of the segmentation data's classes (``first``) and other lists
+    (V3Det, ImageNet-21k, ...: ``others``, then the vocabulary ``files`` read by
+    :func:`~ovsam.vocab.read_vocabulary`), checked to keep ``first``'s classes at their label indices ``0..K-1``
+    (so the segmentation labels index the merged classifier unchanged); two of its classes merging is an error."""
+    merged = merge_vocabularies([first, *others, *(read_vocabulary(str(f)) for f in files)])
+    keys = [normalise(c[0]) for c in first]
+    moved = [c[0] for k, c in zip(keys, merged) if normalise(c[0]) != k]
+    if len(merged) < len(first) or moved:
+        raise ValueError(f"joint_vocabulary: the segmentation classes do not keep their indices after merging "
+                         f"(classes sharing a name: {moved[:5]})")
+    return merged

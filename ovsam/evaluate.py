@@ -91,8 +91,8 @@ def class_split(num_classes: int, base: Sequence[int | str] | None = None, novel
         if missing:
             raise ValueError(f"{ann_file}: categories without 'frequency' (not LVIS?): {missing[:3]}")
         novel = [i for i, c in enumerate(cats) if c["frequency"] in set(novel_frequencies)]
-    base_m = torch.zeros(k, dtype=torch.bool)
-    evaluated = torch.ones(k, dtype=torch.bool)
+    base_m = torch.zeros(k, dtype=torch.bool, device="cpu")  # CPU masks (also under a meta-device build)
+    evaluated = torch.ones(k, dtype=torch.bool, device="cpu")
     if novel is None and base is None:
         return base_m, evaluated
     novel_i = _indices(novel or [], class_names, k, "novel classes")
