@@ -5,7 +5,8 @@
 2. train ``experiment=nohnms/crowd_synth`` (ResNet-18-FPN Faster R-CNN with the hallucinator, from scratch);
 3. run the trained network once over the val split and apply greedy NMS and NOH-NMS to the **same** candidates;
    print AP, recall and MR^-2 of both (the CrowdHuman evaluator on full-body boxes) and the recall of crowded persons
-   (those overlapping another person with IoU > 0.5);
+   (those overlapping another person with IoU > 0.5), and why MR^-2 moves (:func:`diagnosis`: the miss rate at each
+   FPPI point, what the false positives are, what NOH-NMS adds, where the hallucinated neighbours lie);
 4. with ``--record``: write the table into ``docs/benchmarks.md`` (section ``nohnms-demo``) and a crowded val image
    under both NMS to ``docs/img/nohnms_demo.png``.
 """
@@ -52,25 +53,26 @@ def candidates_on(net, dataset, batch_size: int = 4) -> list[tuple]:
     return out
 
 
-def evaluate_nms(net, pairs: list[tuple], ann_file: str, nms: str) -> tuple[dict, dict]:
-    """CrowdHuman AP / recall / MR^-2 of ``nms`` on the candidates, and ``{ID: NohDetections}``."""
+def evaluate_nms(net, pairs: list[tuple], ann_file: str, nms: str) -> tuple[dict, dict, list, dict]:
+    """CrowdHuman AP / recall / MR^-2 of ``nms`` on the candidates, ``{ID: NohDetections}``, the detection records
+    and ``{ID: kept candidate indices}``."""
     from forge.data.crowdhuman_reader import DTRecord, read_gt_odgt
     from forge.evaluation.crowdhuman import evaluate
 
     from .model import apply_nms
 
-    dts, preds = [], {}
+    dts, preds, kept = [], {}, {}
     for sample, cand in pairs:
         keep, scores = apply_nms(cand, nms, net.nms_iou, net.noh_score_threshold, net.max_det)
         pred = net.to_original(cand, keep, scores, sample.meta)
         key = sample.meta.extra["ID"]
-        preds[key] = pred
+        preds[key], kept[key] = pred, keep
         xywh = pred.boxes.double().numpy().copy()
         xywh[:, 2:] -= xywh[:, :2]
         h, w = sample.meta.ori_shape
         dts.append(DTRecord(ID=key, boxes=xywh, scores=pred.scores.double().numpy(), width=w, height=h))
     gts = [g for g in read_gt_odgt(ann_file) if g.ID in preds]
-    return evaluate(gts, dts, box_type="fbox"), preds
+    return evaluate(gts, dts, box_type="fbox"), preds, dts, kept
 
 
 def crowded_recall(gts, preds: dict, iou: float = 0.5, score: float = 0.5) -> tuple[int, int]:
@@ -138,7 +140,8 @@ def picture(pairs: list[tuple], greedy: dict, noh: dict, gts, path: str, score: 
 def evaluate_run(work_dir: str):
     """The run's last checkpoint over its val split, once, then greedy NMS and NOH-NMS on the same candidates.
 
-    Returns ``(pairs, {nms: results}, {nms: {ID: NohDetections}}, GT records, run config)``."""
+    Returns ``(pairs, {nms: results}, {nms: {ID: NohDetections}}, GT records, run config,
+    {nms: (detection records, {ID: kept candidate indices})})``."""
     from hydra.utils import instantiate
 
     from forge.data.crowdhuman_reader import read_gt_odgt
@@ -151,18 +154,62 @@ def evaluate_run(work_dir: str):
     val = instantiate(run_cfg.dataset.val, _convert_="partial")
     pairs = candidates_on(net, val)
     ann = run_cfg.dataset.val.ann_file
-    res, preds = {}, {}
+    res, preds, records = {}, {}, {}
     for nms in ("greedy", "noh"):
-        res[nms], preds[nms] = evaluate_nms(net, pairs, ann, nms)
+        res[nms], preds[nms], *rec = evaluate_nms(net, pairs, ann, nms)
+        records[nms] = tuple(rec)
     gts = [g for g in read_gt_odgt(ann) if g.ID in preds["greedy"]]
-    return pairs, res, preds, gts, run_cfg
+    return pairs, res, preds, gts, run_cfg, records
+
+
+def diagnosis(pairs: list[tuple], gts, records: dict) -> list[str]:
+    """Markdown lines: the miss rate at MR^-2's nine FPPI points, what the false positives up to FPPI 1 are, what
+    NOH-NMS adds to greedy NMS, and where the hallucinated neighbours lie (:mod:`nohnms.diagnose`)."""
+    from forge.evaluation.crowdhuman.apmr import MR_REFS
+
+    from .diagnose import added_detections, hallucination_stats, miss_at_refs
+    from .model import NohNmsRCNN
+
+    n_img = len(gts)
+    lines = ["| miss rate at FPPI | " + " | ".join(f"{r:g}" for r in MR_REFS) + " | false positives up to FPPI 1: "
+             "duplicates (IoU > 0.5 with a found person) / poorly localised |",
+             "|---|" + "---:|" * (len(MR_REFS) + 1)]
+    for nms, name in (("greedy", "greedy"), ("noh", "NOH-NMS")):
+        miss, fp_iou = miss_at_refs(gts, records[nms][0])
+        top = fp_iou[:n_img]
+        lines.append(f"| {name} | " + " | ".join(f"{100 * v:.1f}" for v in miss)
+                     + f" | {int((top > 0.5).sum())} / {int((top <= 0.5).sum())} |")
+    add = added_detections(gts, records["noh"][0], records["noh"][1], records["greedy"][1])
+    hi = add["scores"] >= 0.5
+    gmap = {g.ID: g for g in gts}
+    boxes, hal, gtb = [], [], []
+    for sample, cand in pairs:
+        keep = torch.nonzero(cand["scores"] > 0.5).squeeze(1)
+        d = NohNmsRCNN.to_original(cand, keep, cand["scores"][keep], sample.meta)
+        g = gmap[sample.meta.extra["ID"]]
+        b = torch.from_numpy(g.boxes("fbox")[~g.ignore]).float()
+        b[:, 2:] += b[:, :2]
+        boxes.append(d.boxes)
+        hal.append(d.overlap_boxes)
+        gtb.append(b)
+    h = hallucination_stats(boxes, hal, gtb)
+    lines += ["", f"NOH-NMS keeps {add['scores'].shape[0]} boxes that greedy NMS removes: {int(add['tp'].sum())} true "
+              f"positives, {int(add['fp'].sum())} false positives; scoring >= 0.5 after easing: "
+              f"{int((add['tp'] & hi).sum())} true / {int((add['fp'] & hi).sum())} false."]
+    if h["n"]:
+        lines.append(
+            f"Hallucinated neighbours of the {h['n']} boxes (score > 0.5) that have a real neighbour (IoU > 0.4): "
+            f"median IoU {h['own_iou']:.2f} with their own box (the real neighbour's: {h['true_iou']:.2f}); median "
+            f"horizontal offset {h['hal_offset']:.2f} box widths (real: {h['true_offset']:.2f}); on the real "
+            f"neighbour's side {100 * h['same_side']:.0f}% of the time.")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m nohnms.demo", description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default=os.path.join(os.environ.get("FORGE_DATA", "data"), "crowd_synth"))
     p.add_argument("--train", type=int, default=600)
-    p.add_argument("--val", type=int, default=100)
+    p.add_argument("--val", type=int, default=300)  # 300: FPPI 0.01, MR^-2's first point, is 3 false positives
     p.add_argument("--work-dir", default="work_dirs/nohnms/crowd_synth")
     p.add_argument("--record", action="store_true", help="write docs/benchmarks.md and docs/img/nohnms_demo.png")
     p.add_argument("--skip-train", action="store_true", help="evaluate the checkpoint already in --work-dir")
@@ -191,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
             took = os.path.getmtime(f.read().strip()) - os.path.getmtime(os.path.join(a.work_dir, "config.yaml"))
 
     t0 = time.time()
-    pairs, res, preds, gts, run_cfg = evaluate_run(a.work_dir)
+    pairs, res, preds, gts, run_cfg, records = evaluate_run(a.work_dir)
     crowd = {k: crowded_recall(gts, v) for k, v in preds.items()}
     rows = ["| NMS | AP (%) | recall (%) | MR^-2 (%) | crowded persons found (score >= 0.5) |",
             "|---|---:|---:|---:|---:|"]
@@ -204,6 +251,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"nohnms/crowd_synth: train {took / 60:.1f} min, evaluation {time.time() - t0:.0f} s, "
           f"{len(pairs)} val images")
     print("\n".join(rows))
+    diag = diagnosis(pairs, gts, records)
+    print("\n".join(diag))
     ok = res["noh"]["recall"] > res["greedy"]["recall"] and res["noh"]["MR-2"] <= res["greedy"]["MR-2"]
     print(f"NOH-NMS recall up at equal or better MR^-2: {'yes' if ok else 'NO'}")
     print("=" * 72)
@@ -218,8 +267,9 @@ def main(argv: list[str] | None = None) -> int:
             f"images (320 x 240, `forge.data.crowd_synth`), ResNet-18-FPN Faster R-CNN with the hallucinator from "
             f"scratch, {iters} iterations of batch {int(run_cfg.schedule.batch_size)} ({took / 60:.1f} min), then "
             "greedy NMS and NOH-NMS on the same candidates of one network pass. CrowdHuman evaluator, full-body "
-            "boxes.", "", *rows, "",
-            f"Target (NOH-NMS recall up at equal or better MR^-2): {'met' if ok else 'not met'}.", "",
+            "boxes.", "", *rows, "", *diag, "",
+            f"Target (NOH-NMS recall up at equal or better MR^-2): {'met' if ok else 'not met'} (what moves MR^-2: "
+            "`docs/nohnms.md`, \"Demo diagnosis\").", "",
             f"Machine: {machine_line()}.", "",
             f"![greedy NMS (left) vs NOH-NMS (right) on val image {shown}; dashed: hallucinated neighbours]"
             "(img/nohnms_demo.png)"])

@@ -87,7 +87,8 @@ class NohNmsRCNN(BaseModel):
         anchor_sizes: one anchor size per level (P2-P6).
         aspect_ratios: height / width of the anchors (1, 2, 3: upright people).
         rpn_*: RPN options (torchvision's names; ``rpn_ignore_ioa`` see :class:`~nohnms.heads.CrowdRPN`).
-        roi_*: second-stage sampling (512 RoIs per image, 25% positive), ``roi_ignore_ioa`` the IoA rule.
+        roi_*: second-stage sampling (512 RoIs per image, 50% positive: the public config's
+            ``ROI_HEADS.POSITIVE_FRACTION``), ``roi_ignore_ioa`` the IoA rule.
         representation_size: width of the two-layer box heads (1024).
         hallucinator: add the Nearby Objects Hallucinator (required for ``nms: noh``).
         overlap_iou_threshold, prob_loss_beta, smooth_l1_beta: loss settings (public config 0.4, 0.02, 1.0).
@@ -121,7 +122,7 @@ class NohNmsRCNN(BaseModel):
         rpn_top_k_all_levels: bool = True,
         rpn_ignore_ioa: float | None = None,
         roi_batch_size_per_image: int = 512,
-        roi_positive_fraction: float = 0.25,
+        roi_positive_fraction: float = 0.5,
         roi_fg_iou_thresh: float = 0.5,
         roi_bg_iou_thresh: float = 0.5,
         roi_ignore_ioa: float | None = 0.5,

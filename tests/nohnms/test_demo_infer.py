@@ -25,8 +25,10 @@ def test_short_demo_trains_and_compares_both_nms(run, capsys):
     data, work, code = run
     assert code in (0, 1)  # 1: NOH-NMS did not beat greedy NMS, expected after 3 iterations
     assert (work / "config.yaml").is_file() and (work / "last_checkpoint").is_file()
-    pairs, res, preds, gts, _ = demo.evaluate_run(str(work))
-    assert len(pairs) == 3 and set(res) == {"greedy", "noh"}
+    pairs, res, preds, gts, _, records = demo.evaluate_run(str(work))
+    assert len(pairs) == 3 and set(res) == {"greedy", "noh"} == set(records)
+    lines = demo.diagnosis(pairs, gts, records)
+    assert lines[0].startswith("| miss rate at FPPI") and len(lines[2].split("|")) == 13
     for r in res.values():
         assert {"AP", "recall", "MR-2"} <= set(r)
     for per_image in preds.values():  # both sorted by their final score, at most max_det (100) per image
