@@ -40,6 +40,8 @@ def test_paper_rows(row):
     assert (m.rpn_pre_nms_top_n_train, m.rpn_post_nms_top_n_train) == (12000, 2000)
     assert (m.rpn_pre_nms_top_n_test, m.rpn_post_nms_top_n_test) == (6000, 1000)
     assert m.roi_ignore_ioa == 0.5 and m.overlap_iou_threshold == 0.4 and m.prob_loss_beta == 0.02
+    # the public config's ROI_HEADS.POSITIVE_FRACTION 0.5 (detectron2's default would be 0.25), 512 RoIs per image
+    assert (m.roi_batch_size_per_image, m.roi_positive_fraction) == (512, 0.5)
     assert m.backbone_checkpoint == "required"
     assert cfg.dataset.name == "crowdhuman" and cfg.dataset.box_type == "fbox"
     assert cfg.dataset.evaluator[0]._target_ == "forge.evaluation.crowdhuman.CrowdHumanMetric"
