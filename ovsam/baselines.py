@@ -132,14 +132,11 @@ class SAMCLIPBaseline(PromptSegmenter):
         return self
 
     def forward(self, inputs: Tensor, data_samples: Sequence[DetSample] | None = None, mode: str = "predict"):
-        if mode != "predict":
-            raise NotImplementedError(f"SAMCLIPBaseline only evaluates (mode='predict'), got mode={mode!r}")
-        if data_samples is None:
-            raise ValueError("SAMCLIPBaseline needs the data samples (image sizes and ground truth)")
-        samples = [self._evaluated_only(s) for s in data_samples]
+        """SAM's outputs (:meth:`PromptSegmenter.forward` on the evaluated classes' instances), then CLIP's names."""
+        samples = None if data_samples is None else [self._evaluated_only(s) for s in data_samples]
+        outs = super().forward(inputs, samples, mode)
         with torch.no_grad():
-            embs = self._encode(inputs, samples)
-            return [self._name(img, self._predict_one(e, s), s) for img, e, s in zip(inputs, embs, samples)]
+            return [self._name(img, out, s) for img, out, s in zip(inputs, outs, samples)]
 
     def _evaluated_only(self, sample: DetSample) -> DetSample:
         if self.detections is not None or sample.gt is None or bool(self.evaluated.all()):
