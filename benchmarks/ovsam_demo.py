@@ -87,6 +87,10 @@ def ensure_inputs(args) -> tuple[str, str, list[str]]:
     teacher = args.teacher
     if teacher and os.path.isfile(teacher) and os.path.basename(teacher) == "last_checkpoint":
         teacher = open(teacher).read().strip()
+    metrics = os.path.join(os.path.dirname(teacher or "."), "metrics.json")
+    if teacher and os.path.isfile(teacher) and os.path.isfile(metrics):
+        notes.append(f"teacher GT-box mIoU {json.load(open(metrics)).get('prompt/mIoU', float('nan')):.3f} on "
+                     "the edgesam shapes val set")
     if not teacher or not os.path.isfile(teacher):
         from forge.data.shapes import ensure_shapes
 
