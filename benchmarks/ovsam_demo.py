@@ -213,8 +213,10 @@ def evaluate_clip2sam(config_file: str, checkpoint: str, clip_path: str, classes
             head = pred.head_logits[:, :-1].argmax(1)
             clip = pred.clip_logits[:, :-1].argmax(1)
             for j, lab in enumerate(s.gt.labels.tolist()):
+                (gc, gs), (pc, ps) = classes[lab].split(), classes[int(fused[j])].split()
                 rows.append(dict(label=lab, base=bool(base_mask[lab]), iou=float(inter[j] / union[j]),
-                                 fused=int(fused[j]), head=int(head[j]), clip=int(clip[j])))
+                                 fused=int(fused[j]), head=int(head[j]), clip=int(clip[j]), colour=pc == gc,
+                                 shape=ps == gs))
             if len(shown) < keep:
                 shown.append(dict(image=items[k]["inputs"].permute(1, 2, 0).numpy().astype(np.uint8),
                                   boxes=boxes.numpy(), masks=masks.numpy(), gt=s.gt.labels.numpy(),
@@ -224,8 +226,15 @@ def evaluate_clip2sam(config_file: str, checkpoint: str, clip_path: str, classes
         r = [x for x in rows if x["base"] == sel]
         out[split] = dict(n=len(r), miou=float(np.mean([x["iou"] for x in r])) if r else float("nan"),
                           **{m: float(np.mean([x[m] == x["label"] for x in r])) if r else float("nan")
-                             for m in ("fused", "head", "clip")})
+                             for m in ("fused", "head", "clip")},
+                          **{m: float(np.mean([x[m] for x in r])) if r else float("nan") for m in ("colour", "shape")})
     out["chance"] = 1.0 / len(classes)
+    # can the CLIP's text tower tell the classes apart? cosine of classes differing only in shape / only in colour
+    cos = classifier @ classifier.T
+    words = [c.split() for c in classes]
+    for key, same in (("cos_same_colour", 0), ("cos_same_shape", 1)):
+        sel = torch.tensor([[a[same] == b[same] and a != b for b in words] for a in words])
+        out[key] = (float(cos[sel].mean()), float(cos[sel].min()))
     return dict(summary=out, shown=shown)
 
 
@@ -335,7 +344,8 @@ def main(argv: list[str] | None = None) -> dict:
     for split in ("base", "novel"):
         r = summ[split]
         print(f"CLIP2SAM {split}: {r['n']} instances, accuracy fused {r['fused']:.3f} / head {r['head']:.3f} / "
-              f"CLIP {r['clip']:.3f}, mask mIoU {r['miou']:.3f} (chance accuracy {summ['chance']:.3f})")
+              f"CLIP {r['clip']:.3f} (colour {r['colour']:.3f}, shape {r['shape']:.3f}), mask mIoU "
+              f"{r['miou']:.3f} (chance accuracy {summ['chance']:.3f})")
     total = time.time() - t0
     print(f"total {total / 60:.1f} min ({c2s['seconds']:.0f} s CLIP2SAM training)", flush=True)
     if args.figure:
@@ -370,12 +380,16 @@ def main(argv: list[str] | None = None) -> dict:
             "only): GT-box prompts on every val instance, vocabulary of all 30 classes, the official fusion "
             "(base classes head^0.9 clip^0.1, held-out ones head^0.1 clip^0.9).",
             "",
-            "| classes | instances | accuracy fused (%) | head only | frozen CLIP only | chance | mask mIoU (%) |",
-            "|---|---|---|---|---|---|---|",
-            f"| base ({len(base)}) | {b['n']} | {pct(b['fused'])} | {pct(b['head'])} | {pct(b['clip'])} | "
-            f"{pct(summ['chance'])} | {pct(b['miou'])} |",
-            f"| held out ({len(novel)}) | {n['n']} | {pct(n['fused'])} | {pct(n['head'])} | {pct(n['clip'])} | "
-            f"{pct(summ['chance'])} | {pct(n['miou'])} |",
+            "| classes | instances | accuracy fused (%) | head only | frozen CLIP only | chance | fused: colour right "
+            "(chance 16.7) | fused: shape right (chance 20.0) | mask mIoU (%) |",
+            "|---|---|---|---|---|---|---|---|---|",
+            *(f"| {name} | {r['n']} | {pct(r['fused'])} | {pct(r['head'])} | {pct(r['clip'])} | "
+              f"{pct(summ['chance'])} | {pct(r['colour'])} | {pct(r['shape'])} | {pct(r['miou'])} |"
+              for name, r in ((f"base ({len(base)})", b), (f"held out ({len(novel)})", n))),
+            "",
+            "The CLIP's text embeddings (template \"a {}\"): classes that differ only in shape have cosine "
+            f"{summ['cos_same_colour'][0]:.4f} on average (minimum {summ['cos_same_colour'][1]:.4f}), classes that "
+            f"differ only in colour {summ['cos_same_shape'][0]:.3f}.",
             "",
             f"![GT-box prompts, CLIP2SAM masks and labels]({os.path.relpath(args.figure, os.path.dirname(args.md))})"
             if args.figure else "",

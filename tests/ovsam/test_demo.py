@@ -28,7 +28,7 @@ def test_quick_demo(tmp_path):
     assert summ["chance"] == pytest.approx(1 / 30)
     for split in ("base", "novel"):
         assert summ[split]["n"] > 0
-        assert all(0 <= summ[split][k] <= 1 for k in ("fused", "head", "clip", "miou"))
+        assert all(0 <= summ[split][k] <= 1 for k in ("fused", "head", "clip", "colour", "shape", "miou"))
     text = md.read_text()
     assert "kept text" in text and "<!-- ovsam-demo:begin -->" in text and "| held out (10) |" in text
     assert fig.stat().st_size > 10_000
