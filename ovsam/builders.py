@@ -20,7 +20,7 @@ from edgesam import CheckpointError
 from edgesam.build import read_checkpoint
 
 from .backbone import CLIPResNetBackbone
-from .checkpoint import load_groups, load_sam2clip
+from .checkpoint import SAM2CLIP_TO_CLIP2SAM, load_groups, load_sam2clip
 from .model import CLIP2SAM, SAM2CLIPDistill, clip_backbone
 from .vocab import parse_class, vocabulary_classifier
 
@@ -67,7 +67,8 @@ def build_clip2sam(clip: str | None = None, arch: str | dict = "RN50x16", embed_
         clip: CLIP weights (OpenAI ``RN50x16.pt`` or a ``denseclip.save_clip`` file) -> ``backbone``; None: an
             untrained CLIP of ``arch`` (its weights must then come from the checkpoint or ``sam2clip``).
         arch: open_clip architecture name or config dict (with ``clip``: the expected architecture, if a name).
-        sam2clip: an official ``sam2clip_*.pth`` -> ``neck`` (and ``backbone`` when it carries it).
+        sam2clip: an official ``sam2clip_*.pth`` or a checkpoint of our ``ovsam/sam2clip_*`` runs
+            (``student.neck_student.*``) -> ``neck`` (and ``backbone`` when it carries it).
         sam: a SAM checkpoint -> ``pe`` (its ``prompt_encoder.*`` keys).
 
     The groups loaded here are listed in ``model.preloaded``; :meth:`OVSAMEvaluator.adapt_state_dict` keeps them
@@ -77,7 +78,12 @@ def build_clip2sam(clip: str | None = None, arch: str | dict = "RN50x16", embed_
     model = CLIP2SAM(clip_resnet(clip, arch), embed_dim=embed_dim, input_size=input_size, fpn_channels=fpn_channels,
                      sam2clip_kwargs=sam2clip_kwargs)
     if sam2clip is not None:
-        loaded |= set(load_sam2clip(model, sam2clip, into="clip2sam"))
+        state = read_checkpoint(sam2clip)
+        if any(k.startswith("student.neck_student.") for k in state):  # our SAM2CLIPDistiller's checkpoint
+            state = {k[len("student."):]: v for k, v in state.items() if k.startswith("student.")}
+            loaded |= set(load_groups(model, state, ["neck"], ["backbone"], sam2clip, rename=SAM2CLIP_TO_CLIP2SAM))
+        else:
+            loaded |= set(load_sam2clip(model, sam2clip, into="clip2sam"))
     if sam is not None:
         pe = {"pe." + k[len("prompt_encoder."):]: v for k, v in read_checkpoint(sam).items()
               if k.startswith("prompt_encoder.")}

@@ -192,3 +192,17 @@ def test_official_layout_needs_the_side_files(files, tmp_path):
     with pytest.raises(ConfigError, match="model.model.sam=FILE"):
         model.adapt_state_dict(torch.load(files["ckpt"]))
     assert model.adapt_state_dict(model.state_dict()) is None  # our own checkpoints load as they are
+
+
+def test_sam2clip_from_our_distillation_checkpoint(files, tmp_path):
+    from ovsam.builders import build_clip2sam
+
+    model, _ = seeded_model()
+    neck = {f"student.neck_student.{k[5:]}": v for k, v in model.state_dict().items() if k.startswith("neck.")}
+    teacher = {"teacher.model.image_encoder.pos_embed": torch.zeros(1)}  # the distiller's other keys are ignored
+    path = tmp_path / "epoch_24.pth"
+    torch.save({"state_dict": {**neck, **teacher}, "meta": {}}, path)
+    built = build_clip2sam(arch=TINY_RN, sam2clip=str(path), **SMALL)
+    assert built.preloaded == ["neck"]
+    for k, v in built.neck.state_dict().items():
+        torch.testing.assert_close(v, model.neck.state_dict()[k])
