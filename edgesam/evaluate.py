@@ -26,7 +26,14 @@ What follows the official ``evaluation/eval_mIoU.py`` (commit ``b53372c``) and w
 * IoU against the **original** GT mask (the official script compares with the GT resized to the input frame and
   back); ``max_prompts`` draws instances without replacement, seeded by ``seed`` and the image id (the official
   script draws with replacement, seeded by the dataset index). Randomness comes from a CPU generator seeded per
-  image, so the prompts do not depend on the batch, the device or the number of processes.
+  image, so the prompts do not depend on the batch, the device or the number of processes;
+* with ``rpn`` (a trained :class:`edgesam.rpn.ProposalNet`, the paper's optional region-proposal module) the point
+  modes add a box prompt per click, as the official ``--rpn`` evaluation: proposals of the padded input scored above
+  0.1, no NMS; of those containing the click, the 5 nearest by centre, the highest-scoring of them
+  (:func:`edgesam.rpn.merge_proposals_batch`); no proposal containing the click -> the point with two "not a point"
+  tokens in the box's place (the official ``box_labels = -1``). The proposal net runs its own (frozen) copy of the
+  encoder on the same padded input, where the official model reuses SAM's encoder pass: the same numbers when the
+  encoders are the same weights, one more encoder forward per image.
 """
 
 from __future__ import annotations
@@ -145,13 +152,19 @@ class PromptSegmenter(BaseModel):
         det_ann_file: the GT json whose category ids give the contiguous labels (needed with ``detections``).
         det_score_thr, det_max_per_image: detections below the score are dropped; at most this many per image.
         dataset_name: passed to the metric (``prompt/mIoU_<name>``).
+        rpn: a :class:`edgesam.rpn.ProposalNet` whose proposals add a box to each point prompt (modes
+            ``center_point`` / ``point``; module docstring); held outside the module tree, so ``checkpoint=`` files
+            are SAM's alone.
+        rpn_checkpoint: the proposal net's weights (a ``forge-train experiment=edgesam/rpn_*`` checkpoint).
+        rpn_topk, rpn_score_thr: the merge rule's nearest-centre count (5) and score threshold (0.1), official.
     """
 
     def __init__(self, sam: nn.Module, mode: str = "box", refine_iters: int = 0, multimask: bool = False,
                  max_prompts: int | None = None, prompt_batch: int = 32, seed: int = 0,
                  detections: str | None = None, det_ann_file: str | None = None, det_score_thr: float = 0.0,
                  det_max_per_image: int | None = 100, dataset_name: str | None = None,
-                 data_preprocessor: Mapping | None = None) -> None:
+                 rpn: nn.Module | None = None, rpn_checkpoint: str | None = None, rpn_topk: int = 5,
+                 rpn_score_thr: float = 0.1, data_preprocessor: Mapping | None = None) -> None:
         super().__init__(data_preprocessor=data_preprocessor)
         if mode not in MODES:
             raise ValueError(f"PromptSegmenter: mode={mode!r} is invalid; choose one of {', '.join(MODES)}")
@@ -173,9 +186,27 @@ class PromptSegmenter(BaseModel):
                                                                 det_max_per_image)
             self.det_source = detections
         self.transform = ResizeLongestSide(self.sam.img_size)
+        if rpn is not None and mode not in ("center_point", "point"):
+            raise ValueError(f"PromptSegmenter: rpn= adds boxes to point prompts; mode {mode!r} is not a point mode")
+        if rpn is not None and rpn_checkpoint:
+            from edgesam.distill.builders import read_state
+
+            rpn.load_state_dict(read_state(rpn_checkpoint), strict=True)
+            log.info("region proposals: loaded %s", rpn_checkpoint)
+        if rpn is not None:
+            rpn.eval().requires_grad_(False)
+        object.__setattr__(self, "rpn", rpn)  # not a submodule: checkpoint= holds SAM's weights only
+        self.rpn_topk, self.rpn_score_thr = int(rpn_topk), float(rpn_score_thr)
+
+    def _apply(self, fn, recurse: bool = True):
+        if self.rpn is not None:
+            self.rpn._apply(fn, recurse)
+        return super()._apply(fn, recurse)
 
     # -- checkpoints: an official SAM / MobileSAM / EdgeSAM file has the Sam's names, without our 'sam.' prefix
     def adapt_state_dict(self, state: Mapping[str, Tensor]) -> dict[str, Tensor] | None:
+        if any(k.startswith("student.image_encoder.") for k in state):  # a distillation run (edgesam.distill)
+            return {f"sam.{k.removeprefix('student.')}": v for k, v in state.items() if k.startswith("student.")}
         if not any(k.startswith("image_encoder.") for k in state):
             return None
         out = {}
@@ -199,11 +230,15 @@ class PromptSegmenter(BaseModel):
         if data_samples is None:
             raise ValueError("PromptSegmenter needs the data samples (image sizes and ground truth)")
         with torch.no_grad():
-            return [self._predict_one(img, s) for img, s in zip(self._encode(inputs, data_samples), data_samples)]
+            batch = self._inputs(inputs, data_samples)
+            emb = self.sam.image_encoder(batch).float()
+            props = self.rpn.propose_batch(batch, self.rpn_score_thr) if self.rpn is not None else [None] * len(emb)
+            return [self._predict_one(e, s, p) for e, s, p in zip(emb, data_samples, props)]
 
     # -- steps
-    def _encode(self, inputs: Tensor, samples: Sequence[DetSample]) -> Tensor:
-        """Batch ``(B, 3, H, W)`` pixels -> embeddings ``(B, 256, h, w)``, each image cropped to its own size."""
+    def _inputs(self, inputs: Tensor, samples: Sequence[DetSample]) -> Tensor:
+        """Batch ``(B, 3, H, W)`` pixels -> SAM's padded, normalised ``(B, 3, S, S)``, each image cropped to its own
+        size and resized (longest side S)."""
         batch = []
         for img, s in zip(inputs, samples):
             if tuple(s.meta.img_shape) != tuple(s.meta.ori_shape):
@@ -211,7 +246,7 @@ class PromptSegmenter(BaseModel):
                                  f"a resizing pipeline (img_shape {s.meta.img_shape} != ori_shape {s.meta.ori_shape})")
             h, w = s.meta.ori_shape
             batch.append(self.sam.preprocess(resize_image(img[:, :h, :w].to(self.sam.device), self.sam.img_size)))
-        return self.sam.image_encoder(torch.stack(batch)).float()
+        return torch.stack(batch)
 
     def _generator(self, image_id: Any) -> torch.Generator:
         return torch.Generator().manual_seed(self.seed * 1_000_003 + int(image_id))
@@ -240,8 +275,38 @@ class PromptSegmenter(BaseModel):
             low = low.gather(1, iou.argmax(1)[:, None, None, None].expand(-1, 1, *low.shape[2:]))
         return low[:, 0].float()
 
+    def _decode_with_proposals(self, emb: Tensor, points: tuple[Tensor, Tensor],
+                               proposals: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        """Single clicks ``(P, 1, 2)`` + the merged proposal boxes (input frame) -> low-res logits ``(P, h, w)``.
+        Also returns the boxes and which prompts got one, for the refinement decodes."""
+        from edgesam.rpn import merge_proposals_batch
+
+        xy, lab = points
+        boxes, found = merge_proposals_batch(xy[:, 0].cpu(), proposals[0].cpu(), proposals[1].cpu(), self.rpn_topk,
+                                             self.rpn_score_thr)
+        return self._decode_mixed(emb, points, boxes.to(emb.device), found.to(emb.device)), boxes, found
+
+    def _decode_mixed(self, emb: Tensor, points: tuple[Tensor, Tensor], boxes: Tensor, found: Tensor) -> Tensor:
+        """Points + a box where ``found``, else points + two not-a-point tokens (SAM pads one when there is no box,
+        so one ``-1`` point is appended here)."""
+        xy, lab = points
+        low = None
+        for sel, with_box in ((found, True), (~found, False)):
+            if not sel.any():
+                continue
+            if with_box:
+                part = self._decode(emb, (xy[sel], lab[sel]), boxes[sel])
+            else:
+                n = int(sel.sum())
+                pad_xy, pad_lab = xy.new_zeros(n, 1, 2), lab.new_full((n, 1), -1)
+                part = self._decode(emb, (torch.cat([xy[sel], pad_xy], 1), torch.cat([lab[sel], pad_lab], 1)), None)
+            if low is None:
+                low = part.new_zeros((xy.shape[0], *part.shape[1:]))
+            low[sel] = part
+        return low
+
     def _segment(self, emb: Tensor, gt: Tensor | None, boxes: Tensor | None, input_hw: tuple[int, int],
-                 ori_hw: tuple[int, int], g: torch.Generator) -> Tensor:
+                 ori_hw: tuple[int, int], g: torch.Generator, proposals: tuple[Tensor, Tensor] | None = None) -> Tensor:
         """Prompts of one chunk -> ``(P, H, W)`` bool masks at the original size."""
         dev = emb.device
         points = None
@@ -249,7 +314,12 @@ class PromptSegmenter(BaseModel):
             xy = self._point_prompts(gt, input_hw, ori_hw, g)
             points = (xy.to(dev), torch.ones(xy.shape[:2], dtype=torch.long, device=dev))
         box_in = None if boxes is None else self.transform.apply_boxes(boxes, ori_hw).to(dev)
-        low = self._decode(emb, points, box_in)
+        found = None
+        if proposals is not None:
+            low, box_in, found = self._decode_with_proposals(emb, points, proposals)
+            box_in, found = box_in.to(dev), found.to(dev)
+        else:
+            low = self._decode(emb, points, box_in)
         if self.refine_iters:
             size = self.sam.img_size
             gt_pad = F.pad(self._input_masks(gt, input_hw).float(), (0, size - input_hw[1], 0, size - input_hw[0]))
@@ -262,14 +332,15 @@ class PromptSegmenter(BaseModel):
                 xy, lab = (xy * stride).to(dev), lab.to(dev)
                 points = (xy, lab) if points is None else (torch.cat([points[0], xy], 1),
                                                            torch.cat([points[1], lab], 1))
-                low = self._decode(emb, points, box_in)
+                low = self._decode(emb, points, box_in) if found is None else self._decode_mixed(emb, points, box_in,
+                                                                                                 found)
         masks = self.sam.postprocess_masks(low[:, None], input_hw, ori_hw)[:, 0]
         return (masks > self.sam.mask_threshold).cpu()
 
     def _chunks(self, n: int) -> list[slice]:
         return [slice(i, min(i + self.prompt_batch, n)) for i in range(0, n, self.prompt_batch)]
 
-    def _predict_one(self, emb: Tensor, sample: DetSample) -> Any:
+    def _predict_one(self, emb: Tensor, sample: DetSample, proposals: tuple[Tensor, Tensor] | None = None) -> Any:
         meta = sample.meta
         ori_hw = (int(meta.ori_shape[0]), int(meta.ori_shape[1]))
         input_hw = resized_shape(*ori_hw, self.sam.img_size)
@@ -291,7 +362,7 @@ class PromptSegmenter(BaseModel):
             idx = idx[torch.randperm(idx.numel(), generator=g)[: self.max_prompts]].sort().values
         masks_gt, boxes = masks_gt[idx], gt.boxes.cpu()[idx].float()
         use_box = self.mode in ("box", "box_refine")
-        parts = [self._segment(emb, masks_gt[c], boxes[c] if use_box else None, input_hw, ori_hw, g)
+        parts = [self._segment(emb, masks_gt[c], boxes[c] if use_box else None, input_hw, ori_hw, g, proposals)
                  for c in self._chunks(len(idx))]
         pred = torch.cat(parts) if parts else torch.zeros((0, *ori_hw), dtype=torch.bool)
         out = dict(pred_masks=pred, gt_masks=masks_gt, gt_labels=gt.labels.cpu()[idx], image_id=meta.image_id)

@@ -33,6 +33,10 @@ from forge.ops import box_iou, clip_boxes
 from forge.precision import float32_region
 
 LEVELS = ("stage1", "stage2", "stage3")  # strides 8, 16, 32
+# the official evaluation's rule (EdgeSAM evaluation/eval_mIoU.py, b53372c): proposals scored above 0.1, without NMS;
+# of those that contain the click, the 5 with centres nearest to it; of these the highest-scoring one is the box
+OFFICIAL_SCORE_THR = 0.1
+OFFICIAL_TOPK = 5
 
 
 class _NoBackbone(nn.Module):
@@ -64,9 +68,12 @@ class ProposalNet(BaseModel):
         self.encoder = encoder if encoder is not None else RepViT()
         if encoder_checkpoint is not None:
             state = read_checkpoint(encoder_checkpoint)
-            if any(k.startswith("image_encoder.") for k in state):
-                state = {k.removeprefix("image_encoder."): v for k, v in state.items() if
-                         k.startswith("image_encoder.")}
+            # an EdgeSAM release (image_encoder.*), a distillation run of ours (student.image_encoder.*) or a
+            # SamPromptTrainer run (sam.image_encoder.*); otherwise a bare encoder state dict
+            for prefix in ("image_encoder.", "student.image_encoder.", "sam.image_encoder."):
+                if any(k.startswith(prefix) for k in state):
+                    state = {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
+                    break
             self.encoder.load_state_dict(state, strict=True)
         self.freeze_encoder = freeze_encoder
         if freeze_encoder:
@@ -153,6 +160,27 @@ class ProposalNet(BaseModel):
         return out
 
     @torch.no_grad()
+    def propose_batch(self, inputs: Tensor, score_thresh: float = OFFICIAL_SCORE_THR, nms: bool = False,
+                      topk_candidates: int = 2000) -> list[tuple[Tensor, Tensor]]:
+        """Proposals ``[(boxes (N, 4), scores (N,))]`` in the frame of ``inputs`` (``(B, 3, H, W)``, normalised and
+        padded as SAM's input), post-processed as the official evaluation asks its head (``forward_rpn(score_thr=0.1,
+        with_nms=False)``: ``nms_pre=2000`` per level, scores above the threshold, no NMS, no cap on the count)
+        unless ``nms`` (then this model's ``nms_thresh`` and ``detections_per_img``, as in training)."""
+        f = self.fcos
+        saved = (f.score_thresh, f.nms_thresh, f.detections_per_img, f.topk_candidates)
+        f.score_thresh, f.topk_candidates = float(score_thresh), int(topk_candidates)
+        if not nms:  # torchvision always runs NMS: IoU > 1 never happens, and every candidate is kept
+            f.nms_thresh, f.detections_per_img = 1.0, 10**9
+        was_training = self.training
+        self.eval()
+        try:
+            preds = self(inputs, None, mode="predict")
+        finally:
+            f.score_thresh, f.nms_thresh, f.detections_per_img, f.topk_candidates = saved
+            self.train(was_training)
+        return [(p.pred.boxes, p.pred.scores) for p in preds]
+
+    @torch.no_grad()
     def propose(self, image: np.ndarray) -> tuple[Tensor, Tensor]:
         """Proposals ``(N, 4)`` xyxy pixels and scores ``(N,)`` for an ``(H, W, 3)`` uint8 RGB image, prepared as
         SAM prepares it (longest side to the encoder's size, normalised, zero-padded to the square)."""
@@ -174,41 +202,74 @@ class ProposalNet(BaseModel):
         return pred.boxes, pred.scores
 
 
-def merge_proposals(point: Sequence[float], boxes: Tensor, scores: Tensor, k: int = 3) -> Tensor | None:
-    """One box prompt for a click at ``point = (x, y)``: of the proposals that contain the point (all of them when
-    none does), the ``k`` whose centres are nearest to it, averaged with their scores as weights. None without
-    proposals.
+def merge_proposals(point: Sequence[float], boxes: Tensor, scores: Tensor, topk: int = OFFICIAL_TOPK,
+                    score_thr: float = OFFICIAL_SCORE_THR) -> Tensor | None:
+    """The box prompt for a click at ``point = (x, y)``, by the official rule: of the proposals scored above
+    ``score_thr`` that contain the point strictly inside, the ``topk`` whose centres are nearest to it (Euclidean),
+    and of these the one with the highest score. None when no proposal contains the point (the official evaluation
+    then gives SAM the point and a "not a point" box, :func:`point_prompt_with_proposals`).
+
+    Where the official code differs by accident, ours is deterministic: it sums the boxes that tie for the top score
+    (``(boxes * (scores >= max)).sum(0)``), ours takes the nearest of them; it breaks distance ties by ``topk``'s
+    order, ours by the proposal order.
 
     Args:
-        boxes: ``(N, 4)`` xyxy pixels; scores: ``(N,)``.
+        boxes: ``(N, 4)`` xyxy pixels, in the frame of ``point``; scores: ``(N,)``.
     """
+    merged, found = merge_proposals_batch(torch.tensor([[float(point[0]), float(point[1])]]), boxes, scores, topk,
+                                          score_thr)
+    return merged[0] if bool(found[0]) else None
+
+
+def merge_proposals_batch(points: Tensor, boxes: Tensor, scores: Tensor, topk: int = OFFICIAL_TOPK,
+                          score_thr: float = OFFICIAL_SCORE_THR) -> tuple[Tensor, Tensor]:
+    """:func:`merge_proposals` for ``(P, 2)`` clicks on one image's proposals at once.
+
+    Returns:
+        ``(P, 4)`` boxes (zeros where none) and ``(P,)`` bool: a proposal contains the click.
+    """
+    if topk < 1:
+        raise ValueError(f"merge_proposals: topk must be >= 1, got {topk}")
+    points = points.float()
+    keep = scores > score_thr  # mmdet's filter_scores_and_topk keeps scores > score_thr
+    boxes, scores = boxes[keep].float().to(points.device), scores[keep].float().to(points.device)
+    p = points.shape[0]
     if len(boxes) == 0:
-        return None
-    boxes, scores = boxes.float(), scores.float()
-    x, y = float(point[0]), float(point[1])
-    inside = (boxes[:, 0] <= x) & (x <= boxes[:, 2]) & (boxes[:, 1] <= y) & (y <= boxes[:, 3])
-    if inside.any():
-        boxes, scores = boxes[inside], scores[inside]
+        return points.new_zeros(p, 4), torch.zeros(p, dtype=torch.bool, device=points.device)
+    x, y = points[:, 0:1], points[:, 1:2]
+    inside = (boxes[None, :, 0] < x) & (x < boxes[None, :, 2]) & (boxes[None, :, 1] < y) & (y < boxes[None, :, 3])
     centres = (boxes[:, :2] + boxes[:, 2:]) / 2
-    dist = (centres - centres.new_tensor([x, y])).norm(dim=1)
-    near = dist.argsort()[:k]
-    w = scores[near].clamp(min=1e-6)
-    return (boxes[near] * w[:, None]).sum(0) / w.sum()
+    dist = torch.cdist(points, centres).masked_fill(~inside, float("inf"))  # (P, N)
+    k = min(topk, len(boxes))
+    order = dist.argsort(dim=1, stable=True)[:, :k]  # nearest first; ties by proposal order
+    near_inside = inside.gather(1, order)
+    near_scores = scores[order].masked_fill(~near_inside, float("-inf"))
+    # the highest score among the k nearest; argmax returns the first maximum, i.e. the nearest of tied scores
+    best = order.gather(1, near_scores.argmax(dim=1, keepdim=True))[:, 0]
+    found = inside.any(dim=1)
+    return torch.where(found[:, None], boxes[best], boxes.new_zeros(())), found
 
 
 def point_prompt_with_proposals(predictor: SamPredictor, proposals: tuple[Tensor, Tensor],
-                                point: Sequence[float], k: int = 3) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """SAM's mask for a single foreground click, with the merged proposal box as an extra prompt (the point alone,
-    multimask, best by predicted IoU, when there is no proposal). Returns ``predictor.predict``'s triple."""
-    box = merge_proposals(point, *proposals, k=k)
+                                point: Sequence[float], topk: int = OFFICIAL_TOPK,
+                                score_thr: float = OFFICIAL_SCORE_THR) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """SAM's single-mask output for a foreground click with the proposal box of :func:`merge_proposals` (proposals
+    and point in original-image pixels). Without a box, as the official evaluation: the point and two "not a point"
+    tokens where the box corners would be. Returns ``predictor.predict``'s triple (masks, IoU, low-res logits)."""
+    box = merge_proposals(point, *proposals, topk=topk, score_thr=score_thr)
     pts, lab = np.array([point], np.float64), np.array([1])
-    if box is None:
-        masks, iou, low = predictor.predict(pts, lab, multimask_output=True)
-        best = int(np.argmax(iou))
-        return masks[best:best + 1], iou[best:best + 1], low[best:best + 1]
-    h, w = predictor.original_size
-    box = clip_boxes(box[None], (h, w))[0].numpy().astype(np.float64)
-    return predictor.predict(pts, lab, box, multimask_output=False)
+    if box is not None:
+        h, w = predictor.original_size
+        box = clip_boxes(box[None], (h, w))[0].numpy().astype(np.float64)
+        return predictor.predict(pts, lab, box, multimask_output=False)
+    predictor._check_inside(pts[None], "point")  # the predictor's own check: a click outside the image is an error
+    xy = predictor.transform.apply_coords(torch.tensor([[float(point[0]), float(point[1])], [0.0, 0.0]]),
+                                          predictor.original_size)
+    dev = predictor.device
+    # labels (1, -1) + the padding SamPredictor adds without a box = point, not-a-point, not-a-point
+    masks, iou, low = predictor.predict_torch(xy[None].to(dev), torch.tensor([[1, -1]], device=dev),
+                                              multimask_output=False)
+    return masks[0].cpu().numpy(), iou[0].cpu().numpy(), low[0].cpu().numpy()
 
 
 class ProposalRecall(BaseMetric):

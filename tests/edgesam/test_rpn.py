@@ -14,24 +14,69 @@ import torch
 
 from edgesam.predictor import SamPredictor
 from edgesam.rep_vit import RepViT
-from edgesam.rpn import ProposalNet, ProposalRecall, merge_proposals, point_prompt_with_proposals
+from edgesam.rpn import ProposalNet, ProposalRecall, merge_proposals, merge_proposals_batch, point_prompt_with_proposals
 from forge.data.structures import Detections, DetSample, ImageMeta, Instances
 from forge.ops import box_iou
 
 from .official_fixtures import build_case_model, generator, load_case, load_manifest
 
 
+def _merge_slow(point, boxes, scores, topk=5, score_thr=0.1):
+    """The official rule written out with Python lists: score > thr, strictly inside, k nearest centres, best score
+    (first of equal scores in nearest-first order)."""
+    x, y = point
+    thr = float(np.float32(score_thr))  # scores are float32, compared with the threshold in float32 (as torch does)
+    cands = [(b, float(sc), i) for i, (b, sc) in enumerate(zip(boxes.tolist(), scores.tolist()))
+             if sc > thr and b[0] < x < b[2] and b[1] < y < b[3]]
+    if not cands:
+        return None
+    cands.sort(key=lambda c: (((c[0][0] + c[0][2]) / 2 - x) ** 2 + ((c[0][1] + c[0][3]) / 2 - y) ** 2, c[2]))
+    near = cands[:topk]
+    best = max(near, key=lambda c: c[1])  # max() keeps the first of equal scores
+    return torch.tensor(best[0])
+
+
 def test_merge_proposals_by_hand():
-    boxes = torch.tensor([[0.0, 0, 10, 10], [2, 2, 12, 14], [50, 50, 60, 60], [-5, -5, 30, 30]])
-    scores = torch.tensor([0.5, 1.5, 0.9, 0.1])
-    # (6, 6) lies in boxes 0, 1, 3; centres (5, 5), (7, 8), (12.5, 12.5): distances 1.41, 2.24, 9.19 -> 0 and 1
-    got = merge_proposals((6, 6), boxes, scores, k=2)
-    expect = (0.5 * boxes[0] + 1.5 * boxes[1]) / 2.0
-    torch.testing.assert_close(got, expect)
-    assert torch.equal(merge_proposals((6, 6), boxes, scores, k=1), boxes[0])
-    # a click in no proposal: the nearest centres among all of them
-    assert torch.equal(merge_proposals((70, 70), boxes, scores, k=1), boxes[2])
+    boxes = torch.tensor([[0.0, 0, 10, 10], [2, 2, 12, 14], [50, 50, 60, 60], [-5, -5, 30, 30], [4, 4, 9, 9],
+                          [5, 5, 7, 7]])
+    scores = torch.tensor([0.5, 0.9, 0.95, 0.6, 0.05, 0.7])
+    # (6, 6) lies strictly inside boxes 0, 1, 3, 4 (score 0.05 <= 0.1: dropped), 5; centres (5, 5), (7, 8),
+    # (12.5, 12.5), (6, 6): distances 1.41, 2.24, 9.19, 0 -> nearest first 5, 0, 1, 3
+    assert torch.equal(merge_proposals((6, 6), boxes, scores), boxes[1])  # best score among the 5 nearest
+    assert torch.equal(merge_proposals((6, 6), boxes, scores, topk=2), boxes[5])  # 5 (0.7) and 0 (0.5)
+    assert torch.equal(merge_proposals((6, 6), boxes, scores, topk=1), boxes[5])
+    # at (6.6, 6.6) box 4's centre (6.5, 6.5) is the nearest, but its score 0.05 is under the threshold 0.1
+    assert torch.equal(merge_proposals((6.6, 6.6), boxes, scores, topk=1), boxes[5])
+    assert torch.equal(merge_proposals((6.6, 6.6), boxes, scores, topk=1, score_thr=0.01), boxes[4])
+    # on an edge is not inside (the official test is strict): x = 10 is on box 0's right edge
+    assert merge_proposals((10, 6), boxes[:1], scores[:1]) is None
+    # a click in no proposal: no box (the official box_labels = -1), also without proposals
+    assert merge_proposals((70, 70), boxes, scores) is None
     assert merge_proposals((1, 1), torch.zeros(0, 4), torch.zeros(0)) is None
+    # tied scores: the nearer one (the official code would sum the two boxes)
+    tied = torch.tensor([[0.0, 0, 20, 20], [4, 4, 14, 14]])
+    assert torch.equal(merge_proposals((9, 9), tied, torch.tensor([0.8, 0.8])), tied[1])
+    with pytest.raises(ValueError, match="topk"):
+        merge_proposals((6, 6), boxes, scores, topk=0)
+
+
+def test_merge_proposals_batch_equals_the_slow_rule():
+    g = torch.Generator().manual_seed(3)
+    for trial in range(20):
+        n = int(torch.randint(0, 40, (1,), generator=g))
+        xy0 = torch.rand(n, 2, generator=g) * 90
+        wh = torch.rand(n, 2, generator=g) * 40 + 1
+        boxes = torch.cat([xy0, xy0 + wh], 1).round()  # integer corners: clicks on edges and tied distances occur
+        scores = (torch.rand(n, generator=g) * 10).round() / 10  # tied scores occur
+        points = (torch.rand(30, 2, generator=g) * 100).round()
+        topk = 1 + trial % 6
+        merged, found = merge_proposals_batch(points, boxes, scores, topk=topk)
+        for i, p in enumerate(points.tolist()):
+            want = _merge_slow(p, boxes, scores, topk)
+            assert bool(found[i]) == (want is not None)
+            if want is not None:
+                assert torch.equal(merged[i], want), (trial, i)
+                assert torch.equal(merge_proposals(p, boxes, scores, topk=topk), want)
 
 
 def _samples(boxes: torch.Tensor, n: int, size: int, scale: float = 1.0) -> list[DetSample]:
@@ -120,14 +165,28 @@ def test_point_prompt_with_proposals_uses_the_merged_box():
     predictor.set_image(generator().fixture_image())
     boxes = torch.tensor([[30.0, 20, 130, 95], [60, 40, 100, 70], [140, 90, 170, 115]])
     scores = torch.tensor([0.9, 0.3, 0.8])
-    masks, iou, _ = point_prompt_with_proposals(predictor, (boxes, scores), (70, 50), k=2)
-    box = ((0.9 * boxes[0] + 0.3 * boxes[1]) / 1.2).numpy()
-    want, want_iou, _ = predictor.predict(np.array([[70.0, 50]]), np.array([1]), box.astype(np.float64),
+    masks, iou, _ = point_prompt_with_proposals(predictor, (boxes, scores), (70, 50), topk=2)
+    want, want_iou, _ = predictor.predict(np.array([[70.0, 50]]), np.array([1]), boxes[0].numpy().astype(np.float64),
                                           multimask_output=False)
     assert masks.shape == (1, 120, 176) and (masks == want).all() and iou[0] == pytest.approx(want_iou[0])
-    masks, iou, _ = point_prompt_with_proposals(predictor, (torch.zeros(0, 4), torch.zeros(0)), (70, 50))
-    _, all_iou, _ = predictor.predict(np.array([[70.0, 50]]), np.array([1]), multimask_output=True)
-    assert masks.shape == (1, 120, 176) and iou[0] == pytest.approx(all_iou.max())
+    # no proposal contains the click: point + two not-a-point tokens (the official box_labels = -1): the same as
+    # the prompt encoder's tokens for a box whose corners are replaced by not-a-point, built here by hand
+    masks, iou, low = point_prompt_with_proposals(predictor, (boxes[2:], scores[2:]), (70, 50))
+    model = predictor.model
+    xy = predictor.transform.apply_coords(torch.tensor([[70.0, 50]]), predictor.original_size)[None]
+    point_tok = model.prompt_encoder.embed_points(xy, torch.ones(1, 1, dtype=torch.long), pad=False)
+    nap = model.prompt_encoder.not_a_point_embed.weight.expand(1, 2, -1)
+    with torch.no_grad():
+        ref_low, ref_iou = model.mask_decoder(image_embeddings=predictor.features,
+                                              image_pe=model.prompt_encoder.get_dense_pe(),
+                                              sparse_prompt_embeddings=torch.cat([point_tok, nap], 1),
+                                              dense_prompt_embeddings=model.prompt_encoder.no_mask_embed.weight
+                                              .reshape(1, -1, 1, 1).expand(1, -1, *predictor.features.shape[-2:]),
+                                              multimask_output=False)
+    assert masks.shape == (1, 120, 176) and np.allclose(low, ref_low[0].numpy(), atol=1e-5)
+    assert iou[0] == pytest.approx(float(ref_iou[0, 0]), abs=1e-6)
+    with pytest.raises(ValueError, match="outside"):
+        point_prompt_with_proposals(predictor, (boxes, scores), (500, 50))
 
 
 @pytest.mark.slow  # a forge-train subprocess: ~25 s of CPU
