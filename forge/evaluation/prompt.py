@@ -27,6 +27,8 @@ import torch
 from mmengine.evaluator import BaseMetric
 from torch import Tensor
 
+from forge.data.class_names import class_indices
+
 __all__ = [
     "SMALL_AREA",
     "MEDIUM_AREA",
@@ -281,15 +283,8 @@ class PromptSegMetric(BaseMetric):
         if self.novel_classes is None:
             return None
         names = list((self.dataset_meta or {}).get("classes") or [])
-        out = []
-        for c in self.novel_classes:
-            if isinstance(c, str):
-                if c not in names:
-                    raise ValueError(f"PromptSegMetric: novel class '{c}' not in dataset_meta['classes']")
-                out.append(names.index(c))
-            else:
-                out.append(int(c))
-        return out
+        return class_indices(self.novel_classes, names,
+                             lambda c: f"PromptSegMetric: novel class '{c}' not in dataset_meta['classes']")
 
     def process(self, data_batch: Any, data_samples: Sequence[Mapping]) -> None:
         for sample in data_samples:

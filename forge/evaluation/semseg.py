@@ -25,6 +25,8 @@ from mmengine.evaluator import BaseMetric
 from mmengine.logging import print_log
 from torch import Tensor
 
+from forge.data.class_names import class_indices
+
 __all__ = [
     "confusion_matrix",
     "iou_from_confusion",
@@ -247,16 +249,8 @@ class SemSegMetric(BaseMetric):
     def _unseen_indices(self) -> list[int] | None:
         if self.unseen_classes is None:
             return None
-        names = self._class_names()
-        out = []
-        for c in self.unseen_classes:
-            if isinstance(c, str):
-                if names is None or c not in names:
-                    raise ValueError(f"SemSegMetric: unseen class '{c}' not in dataset_meta['classes']")
-                out.append(names.index(c))
-            else:
-                out.append(int(c))
-        return out
+        return class_indices(self.unseen_classes, self._class_names(),
+                             lambda c: f"SemSegMetric: unseen class '{c}' not in dataset_meta['classes']")
 
     def process(self, data_batch: Any, data_samples: Sequence[Mapping]) -> None:
         num_classes = self._num_classes()

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import torch
 
+from forge.data.class_names import class_indices
 from forge.ops.boxes import box_xyxy_to_xywh
 
 from .base import Sample, select
@@ -75,14 +76,7 @@ class KeepClasses:
 
     def __init__(self, keep: Sequence[int | str], classes: Sequence[str] | None = None) -> None:
         names = list(classes or [])
-        idx = []
-        for c in keep:
-            if isinstance(c, str):
-                if c not in names:
-                    raise ValueError(f"KeepClasses: class {c!r} is not in classes {names[:8]}...")
-                idx.append(names.index(c))
-            else:
-                idx.append(int(c))
+        idx = class_indices(keep, names, lambda c: f"KeepClasses: class {c!r} is not in classes {names[:8]}...")
         if not idx:
             raise ValueError("KeepClasses: no class to keep")
         self.keep = torch.tensor(sorted(set(idx)), dtype=torch.long)
