@@ -18,36 +18,21 @@ Every phase is one ``forge-train`` run (the shared runner); the numbers are the 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
 import sys
 import time
 
+from forge.cli.child_run import run_forge_train
 from forge.docsection import machine_line, replace_section
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.dirname(sys.executable)
 SECTION = "edgesam-demo"
 TITLE = "## edgesam: CPU distillation demo (shapes teacher -> RepViT student, both phases)"
 
 
 def train(experiment: str, work_dir: str, overrides: list[str], threads: int) -> dict:
     """One forge-train run; returns its metrics.json, the checkpoint and the wall time."""
-    cmd = [os.path.join(BIN, "forge-train"), f"experiment={experiment}", f"work_dir={work_dir}", "overwrite=true",
-           "runtime.vis.tensorboard=false", *overrides]
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    print("$", " ".join(cmd[1:]), flush=True)
-    t0 = time.time()
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
-    if proc.returncode != 0:
-        sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-4000:])
-        raise SystemExit(f"edgesam_demo: forge-train {experiment} failed (exit {proc.returncode})")
-    with open(os.path.join(work_dir, "metrics.json")) as f:
-        metrics = json.load(f)
-    with open(os.path.join(work_dir, "last_checkpoint")) as f:
-        ckpt = f.read().strip()
-    return dict(metrics=metrics, checkpoint=ckpt, seconds=time.time() - t0)
+    return run_forge_train(experiment, work_dir, overrides, threads, "edgesam_demo", cwd=ROOT)
 
 
 def draw(cfg_paths: dict[str, str], checkpoints: dict[str, str], out: str, num_images: int = 4) -> None:

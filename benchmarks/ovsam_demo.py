@@ -34,28 +34,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from forge.cli.child_run import run_forge_train
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.dirname(sys.executable)
 SECTION = "ovsam-demo"
 TITLE = "## ovsam: CPU demo (SAM2CLIP distillation, CLIP2SAM with held-out vocabulary words)"
 
 
 def forge_train(experiment: str, work_dir: str, overrides: list[str], threads: int) -> dict:
     """One ``forge-train`` run; returns its metrics (if it validated), last checkpoint and wall time."""
-    cmd = [os.path.join(BIN, "forge-train"), f"experiment={experiment}", f"work_dir={work_dir}", "overwrite=true",
-           "runtime.vis.tensorboard=false", f"runtime.num_threads={threads}", *overrides]
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    print("$", " ".join(cmd[1:]), flush=True)
-    t0 = time.time()
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
-    if proc.returncode != 0:
-        sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-4000:])
-        raise SystemExit(f"ovsam_demo: forge-train {experiment} failed (exit {proc.returncode})")
-    metrics_file = os.path.join(work_dir, "metrics.json")
-    metrics = json.load(open(metrics_file)) if os.path.isfile(metrics_file) else {}
-    with open(os.path.join(work_dir, "last_checkpoint")) as f:
-        ckpt = f.read().strip()
-    return dict(metrics=metrics, checkpoint=ckpt, seconds=time.time() - t0)
+    return run_forge_train(experiment, work_dir, [f"runtime.num_threads={threads}", *overrides], threads,
+                           "ovsam_demo", cwd=ROOT)
 
 
 def _load_script(name: str):
