@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
-import os
 import re
 import types
 
 import numpy as np
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.benchmark_script import load_benchmark
 
 
 def _script(name: str) -> types.ModuleType:
-    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "benchmarks", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark(name)
 
 
 def _doc(tmp_path, *names: str):

@@ -3,18 +3,16 @@ lets MaskCLIP beat chance mIoU clearly; MaskCLIP+ trains on its pseudo-labels (l
 
 from __future__ import annotations
 
-import importlib.util
-
 import numpy as np
 import pytest
+
+from tests.benchmark_script import load_benchmark
 
 
 @pytest.mark.slow
 def test_quick_demo(tmp_path, monkeypatch):
     monkeypatch.setenv("DENSECLIP_CACHE", str(tmp_path / "cache"))
-    spec = importlib.util.spec_from_file_location("dc_demo", "benchmarks/denseclip_demo.py")
-    demo = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(demo)
+    demo = load_benchmark("denseclip_demo")
     res = demo.run(demo.parse(["--quick", "--silent", "--threads", "1"]))
     assert res["clip"]["steps"] == 40 and res["clip"]["loss"] < res["clip"]["first_loss"] - 0.5
     assert 0.05 < res["chance"] < 0.15  # 6 classes, uniformly random labels

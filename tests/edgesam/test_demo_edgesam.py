@@ -3,19 +3,16 @@ written into a docs section (a temporary copy)."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.benchmark_script import load_benchmark
 
 
 @pytest.mark.slow  # three forge-train processes: ~50 s on 2 free cores, ~130 s on the shared machine
 def test_quick_demo(tmp_path):
-    spec = importlib.util.spec_from_file_location("edgesam_demo", os.path.join(ROOT, "benchmarks", "edgesam_demo.py"))
-    demo = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(demo)
+    demo = load_benchmark("edgesam_demo")
     md = tmp_path / "bench.md"
     md.write_text("# benchmarks\n\nkept text\n")
     out = demo.main(["--quick", "--threads", "1", "--data", str(tmp_path / "data"), "--work-dir",

@@ -3,19 +3,16 @@ forge-train, the evaluation on the held-out split, the figure and a docs section
 
 from __future__ import annotations
 
-import importlib.util
 import os
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.benchmark_script import load_benchmark
 
 
 @pytest.mark.slow  # four forge-train processes: ~50 s of CPU, ~90 s on the shared machine
 def test_quick_demo(tmp_path):
-    spec = importlib.util.spec_from_file_location("ovsam_demo", os.path.join(ROOT, "benchmarks", "ovsam_demo.py"))
-    demo = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(demo)
+    demo = load_benchmark("ovsam_demo")
     md = tmp_path / "bench.md"
     md.write_text("# benchmarks\n\nkept text\n")
     fig = tmp_path / "fig.png"

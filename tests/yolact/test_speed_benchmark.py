@@ -1,16 +1,11 @@
 """Smoke test of benchmarks/yolact_speed.py: every variant it offers on this machine runs (a tiny input), and the
 tables land in their docs section only."""
 
-import importlib.util
-from pathlib import Path
-
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "yolact_speed.py"
+from tests.benchmark_script import load_benchmark
 
 
 def test_speed_benchmark_runs_every_cpu_variant(capsys, tmp_path):
-    spec = importlib.util.spec_from_file_location("yolact_speed", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_benchmark("yolact_speed")
     md = tmp_path / "benchmarks.md"
     md.write_text("# B\nhuman text\n<!-- yolact-speed:begin -->\nold numbers\n<!-- yolact-speed:end -->\nmore\n")
     args = ["--device", "cpu", "--models", "yolact_resnet50", "--size", "64", "--iters", "1", "--warmup", "0",
@@ -31,10 +26,7 @@ def test_speed_benchmark_runs_every_cpu_variant(capsys, tmp_path):
 
 
 def _load(name: str):
-    spec = importlib.util.spec_from_file_location(name, SCRIPT.parent / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark(name)
 
 
 def _fake_run(run, overrides, metrics, seconds):
