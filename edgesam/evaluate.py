@@ -33,7 +33,9 @@ What follows the official ``evaluation/eval_mIoU.py`` (commit ``b53372c``) and w
   (:func:`edgesam.rpn.merge_proposals_batch`); no proposal containing the click -> the point with two "not a point"
   tokens in the box's place (the official ``box_labels = -1``). The proposal net runs its own (frozen) copy of the
   encoder on the same padded input, where the official model reuses SAM's encoder pass: the same numbers when the
-  encoders are the same weights, one more encoder forward per image.
+  encoders are the same weights, one more encoder forward per image. Each image's record then also carries, per
+  prompt, ``rpn_found`` (a proposal contained the click), ``rpn_boxes`` (the merged box, original pixels; zeros
+  where none) and ``gt_boxes``, for :class:`edgesam.rpn.ProposalPromptStats`.
 """
 
 from __future__ import annotations
@@ -306,8 +308,10 @@ class PromptSegmenter(BaseModel):
         return low
 
     def _segment(self, emb: Tensor, gt: Tensor | None, boxes: Tensor | None, input_hw: tuple[int, int],
-                 ori_hw: tuple[int, int], g: torch.Generator, proposals: tuple[Tensor, Tensor] | None = None) -> Tensor:
-        """Prompts of one chunk -> ``(P, H, W)`` bool masks at the original size."""
+                 ori_hw: tuple[int, int], g: torch.Generator, proposals: tuple[Tensor, Tensor] | None = None,
+                 rpn_out: list | None = None) -> Tensor:
+        """Prompts of one chunk -> ``(P, H, W)`` bool masks at the original size. With ``proposals``, the merged
+        boxes (input frame, ``(P, 4)``) and which prompts got one (``(P,)``) are appended to ``rpn_out``."""
         dev = emb.device
         points = None
         if self.mode in ("center_point", "point"):
@@ -318,6 +322,8 @@ class PromptSegmenter(BaseModel):
         if proposals is not None:
             low, box_in, found = self._decode_with_proposals(emb, points, proposals)
             box_in, found = box_in.to(dev), found.to(dev)
+            if rpn_out is not None:
+                rpn_out.append((box_in.cpu(), found.cpu()))
         else:
             low = self._decode(emb, points, box_in)
         if self.refine_iters:
@@ -362,10 +368,16 @@ class PromptSegmenter(BaseModel):
             idx = idx[torch.randperm(idx.numel(), generator=g)[: self.max_prompts]].sort().values
         masks_gt, boxes = masks_gt[idx], gt.boxes.cpu()[idx].float()
         use_box = self.mode in ("box", "box_refine")
-        parts = [self._segment(emb, masks_gt[c], boxes[c] if use_box else None, input_hw, ori_hw, g, proposals)
-                 for c in self._chunks(len(idx))]
+        rpn_out: list = []
+        parts = [self._segment(emb, masks_gt[c], boxes[c] if use_box else None, input_hw, ori_hw, g, proposals,
+                               rpn_out) for c in self._chunks(len(idx))]
         pred = torch.cat(parts) if parts else torch.zeros((0, *ori_hw), dtype=torch.bool)
         out = dict(pred_masks=pred, gt_masks=masks_gt, gt_labels=gt.labels.cpu()[idx], image_id=meta.image_id)
+        if proposals is not None:  # what the proposals gave each click (edgesam.rpn.ProposalPromptStats reads it)
+            sx, sy = input_hw[1] / ori_hw[1], input_hw[0] / ori_hw[0]
+            merged = torch.cat([b for b, _ in rpn_out]) if rpn_out else torch.zeros((0, 4))
+            out.update(rpn_boxes=merged / merged.new_tensor([sx, sy, sx, sy]), gt_boxes=boxes,
+                       rpn_found=torch.cat([f for _, f in rpn_out]) if rpn_out else torch.zeros(0, dtype=torch.bool))
         if self.dataset_name:
             out["dataset"] = self.dataset_name
         return out

@@ -23,7 +23,6 @@ from torchvision.models.detection.image_list import ImageList
 from torchvision.ops import FeaturePyramidNetwork
 from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 
-from edgesam.build import read_checkpoint
 from edgesam.predictor import SamPredictor
 from edgesam.rep_vit import RepViT
 from edgesam.sam import PIXEL_MEAN, PIXEL_STD
@@ -45,13 +44,37 @@ class _NoBackbone(nn.Module):
     out_channels = 256
 
 
+def load_encoder(encoder: nn.Module, path: str) -> None:
+    """Load ``encoder``'s weights (strict) from an EdgeSAM release (``image_encoder.*``), a forge-train run of ours
+    (mmengine checkpoint: ``student.image_encoder.*`` of a distillation, ``sam.image_encoder.*`` of a
+    SamPromptTrainer) or a bare encoder state dict. Raises ``ValueError`` naming the file when the keys or shapes do
+    not fit."""
+    from edgesam.distill.builders import read_state  # forge checkpoints hold mmengine types: safe_load reads them
+
+    state = read_state(path)
+    for prefix in ("image_encoder.", "student.image_encoder.", "sam.image_encoder."):
+        if any(k.startswith(prefix) for k in state):
+            state = {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
+            break
+    own = encoder.state_dict()
+    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+    shapes = [f"{k}: {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
+              if k in state and state[k].shape != v.shape]
+    if missing or unexpected or shapes:
+        raise ValueError(f"encoder_checkpoint {path}: does not fit the encoder ({len(missing)} missing keys "
+                         f"{missing[:3]}, {len(unexpected)} unexpected {unexpected[:3]}, {len(shapes)} of another "
+                         f"shape {shapes[:3]})")
+    encoder.load_state_dict(state, strict=True)
+
+
 class ProposalNet(BaseModel):
     """Class-agnostic FCOS proposals on RepViT features.
 
     Args:
         encoder: the RepViT image encoder (EdgeSAM's); ``RepViT()`` if None.
-        encoder_checkpoint: an EdgeSAM file (``image_encoder.*`` keys, e.g. ``edge_sam.pth``) or an encoder state dict
-            to load into ``encoder`` (strict), or None.
+        encoder_checkpoint: an EdgeSAM file (``image_encoder.*`` keys, e.g. ``edge_sam.pth``), a forge-train
+            checkpoint of ours or an encoder state dict to load into ``encoder`` (strict, :func:`load_encoder`), or
+            None.
         freeze_encoder: keep the encoder fixed (the paper), BatchNorm statistics included.
         fpn_channels: FPN / head width (256).
         score_thresh, nms_thresh, detections_per_img, topk_candidates: FCOS post-processing (torchvision's).
@@ -67,14 +90,7 @@ class ProposalNet(BaseModel):
         super().__init__(data_preprocessor=data_preprocessor)
         self.encoder = encoder if encoder is not None else RepViT()
         if encoder_checkpoint is not None:
-            state = read_checkpoint(encoder_checkpoint)
-            # an EdgeSAM release (image_encoder.*), a distillation run of ours (student.image_encoder.*) or a
-            # SamPromptTrainer run (sam.image_encoder.*); otherwise a bare encoder state dict
-            for prefix in ("image_encoder.", "student.image_encoder.", "sam.image_encoder."):
-                if any(k.startswith(prefix) for k in state):
-                    state = {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
-                    break
-            self.encoder.load_state_dict(state, strict=True)
+            load_encoder(self.encoder, encoder_checkpoint)
         self.freeze_encoder = freeze_encoder
         if freeze_encoder:
             self.encoder.requires_grad_(False)
@@ -302,3 +318,43 @@ class ProposalRecall(BaseMetric):
         total = max(arr[:, -1].sum(), 1.0)
         recall = arr[:, :-1].sum(0) / total
         return {f"AR@{self.max_proposals}": float(recall.mean()), "recall@0.5": float(recall[0])}
+
+
+class ProposalPromptStats(BaseMetric):
+    """What the region proposals gave the clicks of a :class:`edgesam.evaluate.PromptSegmenter` run with ``rpn=``
+    (its records' ``rpn_found``, ``rpn_boxes``, ``gt_boxes``, ``pred_masks``, ``gt_masks``), over all prompts:
+
+    * ``rpn_prompt/hit``: the fraction of clicks strictly inside a proposal scored above the threshold (the others
+      get the point alone, with not-a-point box tokens);
+    * ``rpn_prompt/box_iou``: mean IoU of the merged box with the instance's GT box, over the hits;
+      ``rpn_prompt/box_iou@0.5``: the fraction of all clicks whose merged box has IoU >= 0.5 with it;
+    * ``rpn_prompt/mIoU_hit``, ``rpn_prompt/mIoU_miss``: the mask mIoU (as ``forge.evaluation.prompt``) over the
+      clicks with / without a box (NaN where there are none)."""
+
+    default_prefix = "rpn_prompt"
+
+    def process(self, data_batch, data_samples: Sequence[dict]) -> None:
+        from forge.evaluation.prompt import mask_iou
+
+        for s in data_samples:
+            if "rpn_found" not in s:
+                raise ValueError("ProposalPromptStats: the predictions have no 'rpn_found': evaluate a "
+                                 "PromptSegmenter with rpn= (a point mode)")
+            found = s["rpn_found"].bool().cpu()
+            pred, gt = s["pred_masks"].cpu(), s["gt_masks"].cpu()
+            miou = mask_iou(pred, gt) if len(found) else torch.zeros(0)
+            boxes, gt_boxes = s["rpn_boxes"].float().cpu(), s["gt_boxes"].float().cpu()
+            biou = box_iou(boxes, gt_boxes).diagonal() if len(found) else torch.zeros(0)
+            biou = torch.where(found, biou, torch.zeros(()))
+            self.results.append(np.stack([found.numpy().astype(np.float64), np.asarray(biou, np.float64),
+                                          np.asarray(miou, np.float64).reshape(-1)], 1))
+
+    def compute_metrics(self, results: list) -> dict[str, float]:
+        arr = np.concatenate([r.reshape(-1, 3) for r in results]) if results else np.zeros((0, 3))
+        hit = arr[:, 0] > 0
+        nan = float("nan")
+        return {"hit": float(hit.mean()) if len(arr) else nan,
+                "box_iou": float(arr[hit, 1].mean()) if hit.any() else nan,
+                "box_iou@0.5": float((arr[:, 1] >= 0.5).mean()) if len(arr) else nan,
+                "mIoU_hit": float(arr[hit, 2].mean()) if hit.any() else nan,
+                "mIoU_miss": float(arr[~hit, 2].mean()) if (~hit).any() else nan}

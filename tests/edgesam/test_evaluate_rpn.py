@@ -63,9 +63,13 @@ def test_center_point_with_proposals_follows_the_official_prompt():
                                       .reshape(1, -1, 1, 1).expand(1, -1, *emb.shape[-2:]), multimask_output=False)
             want = sam.postprocess_masks(low, (38, 64), (48, 80))[0, 0] > 0
             assert torch.equal(out["pred_masks"][k], want), k
+    # what each click got, for ProposalPromptStats: the merged box in original pixels (x / 0.8, y / (38 / 48))
+    assert out["rpn_found"].tolist() == [True, False, False] and torch.equal(out["gt_boxes"], s.gt.boxes)
+    torch.testing.assert_close(out["rpn_boxes"][0], rpn.boxes[1] / torch.tensor([0.8, 38 / 48, 0.8, 38 / 48]))
+    assert (out["rpn_boxes"][1:] == 0).all()
     # without the proposal net the prompt that got a box has another mask (this seeded SAM reacts to the box)
     plain = PromptSegmenter(tiny_sam(), mode="center_point")(img[None], [s])[0]
-    assert not torch.equal(plain["pred_masks"][0], out["pred_masks"][0])
+    assert not torch.equal(plain["pred_masks"][0], out["pred_masks"][0]) and "rpn_found" not in plain
 
 
 def test_rpn_refinement_keeps_the_box_and_bad_modes_are_refused():
