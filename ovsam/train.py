@@ -10,8 +10,8 @@
   (``gt.masks is None``: image-level labels, e.g. a folder of class-named images) contributes one prompt, the whole
   image's box, to the classification loss only.
 
-Image-level data and the per-batch mixing are :mod:`ovsam.data`. Not done yet: experiment configs and forge-test
-evaluation — see ``docs/ovsam.md``.
+Image-level data and the per-batch mixing are :mod:`ovsam.data`; the experiments are
+``forge/configs/experiment/ovsam/``, their ``forge-test`` evaluation :class:`ovsam.evaluate.OVSAMEvaluator`.
 """
 
 from __future__ import annotations
