@@ -10,7 +10,8 @@ the small SAM of ``make demo-edgesam``.
 3. CLIP2SAM (``ovsam/clip2sam_shapes``, one ``forge-train`` run) on the base classes;
 4. evaluation on every validation instance with its GT box as the prompt, the vocabulary of all 30 classes and
    the official fusion (base classes head^0.9 * clip^0.1, the others head^0.1 * clip^0.9): accuracy and mask IoU
-   on base and on held-out classes, the head alone and the frozen CLIP alone, chance (1 / 30) beside;
+   on base and on held-out classes, the head alone and the frozen CLIP alone, chance (1 / 30) beside; then the
+   same through ``forge-test experiment=ovsam/eval_shapes_box``, which must agree to 1e-6;
 5. a figure (``--figure``) and the section ``ovsam-demo`` of ``--md``.
 
 Inputs are consumed by path: ``--clip`` (default ``work_dirs/denseclip_demo/clip.pt``) and ``--teacher`` (default
@@ -34,7 +35,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from forge.cli.child_run import run_forge_train
+from forge.cli.child_run import run_forge_test, run_forge_train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SECTION = "ovsam-demo"
@@ -227,6 +228,30 @@ def evaluate_clip2sam(config_file: str, checkpoint: str, clip_path: str, classes
     return dict(summary=out, shown=shown)
 
 
+def forge_test_crosscheck(work: str, checkpoint: str, sam2clip: str, teacher: str, clip: str, base: list[str],
+                          novel: list[str], arch: list[str], common: list[str], threads: int, summ: dict) -> dict:
+    """The same evaluation through ``forge-test experiment=ovsam/eval_shapes_box`` (``OVSAMEvaluator`` +
+    ``PromptSegMetric``); its base / held-out accuracy and mIoU must equal the script's (else this exits)."""
+    names = lambda xs: json.dumps(list(xs))  # noqa: E731 -- Hydra reads JSON lists of quoted names
+    run = run_forge_test("ovsam/eval_shapes_box", os.path.join(work, "eval_shapes_box"),
+                         [f"checkpoint={checkpoint}", *[a for a in common if a.startswith(("dataset.", "pipeline."))],
+                          f"model.model.clip_path={clip}", f"model.model.sam2clip_checkpoint={sam2clip}",
+                          f"model.model.sam.checkpoint={teacher}", f"model.base_classes={names(base)}",
+                          f"model.novel_classes={names(novel)}", f"dataset.evaluator.0.novel_classes={names(novel)}",
+                          f"runtime.num_threads={threads}", "schedule.num_workers=0"]
+                         + [a.replace("++model.", "++model.model.sam.model.", 1) for a in arch], threads, "ovsam_demo",
+                         cwd=ROOT)
+    m = run["metrics"]
+    pairs = {("base", "fused"): "prompt/acc_base", ("novel", "fused"): "prompt/acc_novel",
+             ("base", "miou"): "prompt/mIoU_base", ("novel", "miou"): "prompt/mIoU_novel"}
+    diff = max(abs(summ[split][key] - m[metric]) for (split, key), metric in pairs.items())
+    print("forge-test ovsam/eval_shapes_box: " + ", ".join(f"{v} {m[v]:.4f}" for v in pairs.values())
+          + f"; largest difference to the script's evaluation {diff:.2e}", flush=True)
+    if diff > 1e-6:
+        raise SystemExit(f"ovsam_demo: forge-test's evaluation differs from the script's by {diff:.3g}")
+    return dict(metrics={v: m[v] for v in pairs.values()}, diff=diff, seconds=run["seconds"])
+
+
 def draw(shown: list[dict], classes: list[str], novel: list[str], path: str) -> None:
     """Val images: GT-box prompts, predicted masks and fused labels (green right, red wrong; * held-out class)."""
     import matplotlib
@@ -330,6 +355,8 @@ def main(argv: list[str] | None = None) -> dict:
     ev = evaluate_clip2sam(os.path.join(work, "clip2sam", "config.yaml"), c2s["checkpoint"], clip, classes, base,
                            list(TEMPLATES), keep=0 if not args.figure else 8)
     summ = ev["summary"]
+    ft = forge_test_crosscheck(work, c2s["checkpoint"], s2c["checkpoint"], teacher, clip, base, novel, arch,
+                               common, args.threads, summ)
     for split in ("base", "novel"):
         r = summ[split]
         print(f"CLIP2SAM {split}: {r['n']} instances, accuracy fused {r['fused']:.3f} / head {r['head']:.3f} / "
@@ -342,7 +369,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"figure: {args.figure}")
     res = dict(mse_before=before["mse"], mse_after=after["distill/mse"],
                mse_mean=after["distill/mse_mean_embedding"], summary=summ, seconds=total,
-               sam2clip=s2c, clip2sam=c2s, base=base, novel=novel)
+               sam2clip=s2c, clip2sam=c2s, forge_test=ft, base=base, novel=novel)
     if args.md:
         cmd = " ".join(["python benchmarks/ovsam_demo.py", *argv]).strip()
         pct = lambda v: f"{100 * v:.1f}"  # noqa: E731
@@ -375,6 +402,11 @@ def main(argv: list[str] | None = None) -> dict:
             *(f"| {name} | {r['n']} | {pct(r['fused'])} | {pct(r['head'])} | {pct(r['clip'])} | "
               f"{pct(summ['chance'])} | {pct(r['colour'])} | {pct(r['shape'])} | {pct(r['miou'])} |"
               for name, r in ((f"base ({len(base)})", b), (f"held out ({len(novel)})", n))),
+            "",
+            f"The same evaluation through `forge-test experiment=ovsam/eval_shapes_box` (OVSAMEvaluator, "
+            f"PromptSegMetric): accuracy base {pct(ft['metrics']['prompt/acc_base'])} / held out "
+            f"{pct(ft['metrics']['prompt/acc_novel'])}, mIoU {pct(ft['metrics']['prompt/mIoU_base'])} / "
+            f"{pct(ft['metrics']['prompt/mIoU_novel'])}; largest difference to the table {ft['diff']:.1e}.",
             "",
             "The CLIP's text embeddings (template \"a {}\"): classes that differ only in shape have cosine "
             f"{summ['cos_same_colour'][0]:.4f} on average (minimum {summ['cos_same_colour'][1]:.4f}), classes that "

@@ -24,7 +24,8 @@ from .checkpoint import SAM2CLIP_TO_CLIP2SAM, load_groups, load_sam2clip
 from .model import CLIP2SAM, SAM2CLIPDistill, clip_backbone
 from .vocab import parse_class, vocabulary_classifier
 
-__all__ = ["build_clip2sam", "categories", "class_names", "clip_resnet", "sam2clip_student", "text_classifier"]
+__all__ = ["build_clip2sam", "categories", "category_names", "class_names", "clip_resnet", "sam2clip_student",
+           "text_classifier"]
 
 
 def clip_resnet(clip: str | None = None, arch: str | dict = "RN50x16") -> CLIPResNetBackbone:
@@ -90,6 +91,11 @@ def build_clip2sam(clip: str | None = None, arch: str | dict = "RN50x16", embed_
         loaded |= set(load_groups(model, pe, ["pe"], [], sam))
     model.preloaded = sorted(loaded)
     return model
+
+
+def category_names(ann_file: str) -> list[str]:
+    """The category names of a COCO json in id order (label order), e.g. an evaluator's ``class_names``."""
+    return [str(c["name"]) for c in categories(ann_file)]
 
 
 def class_names(ann_file: str) -> list[list[str]]:

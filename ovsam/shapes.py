@@ -35,7 +35,7 @@ from .model import CLIP2SAM, SAM2CLIPDistill
 from .train import CLIP2SAMTrainer, SAM2CLIPDistiller
 
 __all__ = ["colour_shape_classes", "split_vocabulary", "scene_instances", "write_instance_split",
-           "sam2clip_distiller", "clip2sam_trainer", "TEMPLATES"]
+           "sam2clip_distiller", "clip2sam_model", "clip2sam_trainer", "TEMPLATES"]
 
 #: the captions' language ("a red star and a blue circle")
 TEMPLATES = ("a {}",)
@@ -138,6 +138,22 @@ def _decoder_sizes(sam: nn.Module) -> dict:
                 decoder_mlp_dim=layer.mlp.lin1.out_features)
 
 
+def clip2sam_model(clip_path: str, sam2clip_checkpoint: str, sam: Teacher, fpn_channels: int = 64) -> CLIP2SAM:
+    """CLIP2SAM sized after the SAM and the SAM2CLIP run: backbone from the CLIP file, ``neck`` from the
+    distillation checkpoint, prompt encoder and one-token decoder initialised from the SAM (the training start;
+    ``forge-test checkpoint=`` a CLIP2SAM run's file then replaces every tensor: experiment
+    ``ovsam/eval_shapes_box``)."""
+    state = sam2clip_state(read_state(sam2clip_checkpoint), sam2clip_checkpoint)
+    neck = sam2clip_config(state, prefix="neck_student.")
+    model = CLIP2SAM(clip_resnet(clip_path, None), embed_dim=neck.pop("embed_dim"),
+                     input_size=neck.pop("input_size"), fpn_channels=fpn_channels, sam2clip_kwargs=neck,
+                     **_decoder_sizes(sam.sam))
+    load_groups(model, {"neck." + k[len("neck_student."):]: v for k, v in state.items()}, ["neck"], [],
+                sam2clip_checkpoint)
+    init_from_sam(model, sam.sam)
+    return model
+
+
 def clip2sam_trainer(clip_path: str, sam2clip_checkpoint: str, sam: Teacher, classes: Sequence[str] | str,
                      templates: Sequence[str] = TEMPLATES, fpn_channels: int = 64, num_prompts: int = 40,
                      num_points: int = 12544, data_preprocessor=None) -> CLIP2SAMTrainer:
@@ -151,14 +167,7 @@ def clip2sam_trainer(clip_path: str, sam2clip_checkpoint: str, sam: Teacher, cla
     """
     if isinstance(classes, str):
         classes = [str(c["name"]) for c in categories(classes)]
-    state = sam2clip_state(read_state(sam2clip_checkpoint), sam2clip_checkpoint)
-    neck = sam2clip_config(state, prefix="neck_student.")
-    model = CLIP2SAM(clip_resnet(clip_path, None), embed_dim=neck.pop("embed_dim"),
-                     input_size=neck.pop("input_size"), fpn_channels=fpn_channels, sam2clip_kwargs=neck,
-                     **_decoder_sizes(sam.sam))
-    load_groups(model, {"neck." + k[len("neck_student."):]: v for k, v in state.items()}, ["neck"], [],
-                sam2clip_checkpoint)
-    init_from_sam(model, sam.sam)
+    model = clip2sam_model(clip_path, sam2clip_checkpoint, sam, fpn_channels)
     classifier = build_text_classifier(load_clip(None, clip_path), list(classes), list(templates), cache=False)
     return CLIP2SAMTrainer(model, classifier, num_prompts=num_prompts, num_points=num_points,
                            data_preprocessor=data_preprocessor)
