@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--size", type=int, default=128, help="image and model input side")
     p.add_argument("--train", type=int, default=600)
     p.add_argument("--val", type=int, default=50)
-    p.add_argument("--teacher-iters", type=int, default=600)
+    p.add_argument("--teacher-iters", type=int, default=1500)
     p.add_argument("--phase1-iters", type=int, default=400)
     p.add_argument("--phase2-iters", type=int, default=200)
     p.add_argument("--batch", type=int, default=8)
@@ -121,11 +121,11 @@ def main(argv: list[str] | None = None) -> dict:
     work = os.path.abspath(args.work_dir)
     runs, t0 = {}, time.time()
 
-    def iters(n: int) -> list[str]:
-        return [f"schedule.max_iters={n}", f"schedule.warmup_iters={max(1, min(50, n // 10))}"]
+    def iters(n: int, warmup: int = 50) -> list[str]:
+        return [f"schedule.max_iters={n}", f"schedule.warmup_iters={max(1, min(warmup, n // 10))}"]
 
     runs["teacher"] = train("edgesam/shapes_teacher", os.path.join(work, "teacher"),
-                            common + iters(args.teacher_iters) + [f"model.max_per_image={args.max_per_image}"]
+                            common + iters(args.teacher_iters, 100) + [f"model.max_per_image={args.max_per_image}"]
                             + ([f"model.checkpoint={os.path.abspath(args.teacher_init)}"] if args.teacher_init else []),
                             args.threads)
     t_miou = runs["teacher"]["metrics"]["prompt/mIoU"]
