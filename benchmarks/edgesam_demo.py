@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--size", type=int, default=128, help="image and model input side")
     p.add_argument("--train", type=int, default=600)
     p.add_argument("--val", type=int, default=50)
-    p.add_argument("--teacher-iters", type=int, default=1500)
+    p.add_argument("--teacher-iters", type=int, default=2400)
     p.add_argument("--phase1-iters", type=int, default=400)
     p.add_argument("--phase2-iters", type=int, default=200)
     p.add_argument("--batch", type=int, default=8)

@@ -76,9 +76,14 @@ def test_train_experiments_compose(experiment):
         return
     assert model["_target_"] == "ovsam.train.CLIP2SAMTrainer" and s.max_epochs == 12
     assert list(s.schedulers[1].milestones) == [8, 11] and s.clip_grad.max_norm == 0.01
-    steps = [t["_target_"].rsplit(".", 1)[1] for t in OmegaConf.to_container(cfg.pipeline.train, resolve=True)]
-    assert steps[:2] == ["RandomMirror", "Resize"] and steps[-1] == "FilterSmallMasks"
-    assert ("KeepClasses" in steps) == (experiment == "clip2sam_coco_ov")
+    train = OmegaConf.to_container(cfg.pipeline.train, resolve=True)
+    steps = [t["_target_"].rsplit(".", 1)[1] for t in train]
+    ov = experiment == "clip2sam_coco_ov"
+    # the official LSJ: flip, resize x U[lo, hi) (COCO 0.9-2.0, LVIS 0.1-2.0), 1024 crop, mask-area filter
+    assert steps == ["KeepClasses"] * ov + ["RandomMirror", "RandomResize", "RandomCrop", "FilterSmallMasks"]
+    jitter = train[steps.index("RandomResize")]
+    assert jitter["scale"] == 1024 and jitter["ratio_range"] == ([0.9, 2.0] if ov else [0.1, 2.0])
+    assert train[steps.index("RandomCrop")]["size"] == 1024 and train[-1]["min_area"] == 32
     if experiment == "clip2sam_joint":
         assert cfg.dataset.train_batch_sampler._target_ == "ovsam.data.mixed_batch_sampler"
 
@@ -113,3 +118,30 @@ def test_paper_size_models_build_with_the_official_keys():
         base = _meta(compose_cfg([f"experiment=ovsam/baseline_coco_{r}"], "test").model,
                      **{"clip.path": None, "classifier": {"_target_": "torch.zeros", "_args_": [80, 768]}})
         assert base.recognition == r and base.sam.img_size == 1024 and base.evaluated.sum() == 65
+
+
+def test_clip2sam_lsj_pipeline_runs_and_keeps_masks_on_boxes():
+    """The composed COCO open-vocabulary train pipeline on a 600 x 800 image: at most 1024 a side, the novel class's
+    instance gone, every kept box the tight box of its mask."""
+    import numpy as np
+
+    from forge.data.transforms import Compose
+    from forge.ops.masks import masks_to_boxes
+    from tests.forge.data.test_transforms import assert_aligned, coord_sample
+
+    cfg = compose_cfg(["experiment=ovsam/clip2sam_coco_ov"])
+    pipe = Compose([instantiate(t) for t in cfg.pipeline.train])
+    classes = list(cfg.dataset.classes)
+    labels = torch.tensor([classes.index(c) for c in ("person", "car", "dog")])
+    sizes = set()
+    for seed in range(6):
+        np.random.seed(seed)
+        s = coord_sample(600, 800, boxes=((100, 100, 500, 400), (600, 300, 790, 590), (10, 10, 200, 200)))
+        s["gt"].labels = labels.clone()
+        out = pipe(s)
+        sizes.add(out["img"].shape[:2])
+        assert max(out["img"].shape[:2]) <= 1024 and classes.index("dog") not in out["gt"].labels.tolist()
+        assert_aligned(out)
+        if len(out["gt"]):
+            assert torch.equal(out["gt"].boxes, masks_to_boxes(out["gt"].masks).to(out["gt"].boxes))
+    assert len(sizes) > 1  # the jitter changes the size

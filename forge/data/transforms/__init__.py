@@ -25,7 +25,8 @@ arguments, and each paper's pipeline lives in ``forge/configs/pipeline/`` (YOLAC
 quirks: ``pipeline/yolact_ssd.yaml``; see ``docs/data.md``).
 
 Modules: :mod:`.base` (sample helpers, :class:`Compose`), :mod:`.photometric`, :mod:`.ssd` (:class:`Expand`,
-:class:`RandomSampleCrop`), :mod:`.geometric` (:class:`RandomMirror`, :class:`Resize`), :mod:`.filters`,
+:class:`RandomSampleCrop`), :mod:`.geometric` (:class:`RandomMirror`, :class:`Resize`), :mod:`.jitter` (large-scale jitter:
+:class:`RandomResize`, :class:`RandomCrop`), :mod:`.filters`,
 :mod:`.formatting` (:func:`pack_sample`).
 """
 
@@ -33,6 +34,7 @@ from .base import Compose, Sample
 from .filters import FilterSmallBoxes, FilterSmallMasks, KeepClasses
 from .formatting import Normalize, pack_sample
 from .geometric import RandomMirror, Resize, resize_image
+from .jitter import RandomCrop, RandomResize
 from .photometric import PhotometricDistort, hsv_to_rgb, rgb_to_hsv
 from .ssd import Expand, RandomSampleCrop
 
@@ -44,7 +46,9 @@ __all__ = [
     "KeepClasses",
     "Normalize",
     "PhotometricDistort",
+    "RandomCrop",
     "RandomMirror",
+    "RandomResize",
     "RandomSampleCrop",
     "Resize",
     "Sample",
