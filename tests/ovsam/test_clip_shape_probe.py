@@ -23,8 +23,9 @@ def test_shortened_run_writes_the_section(tmp_path):
     md.write_text("# b\n")
     torch.manual_seed(0)
     res = probe.main(["--train", "40", "--val", "16", "--steps", "2", "--batch", "8", "--every", "1", "--threads",
-                      "1", "--size", "64", "--clip", "", "--md", str(md)])
-    assert set(res["curves"]) == {"clip_rn", "clip_rn_bn1", "plain_cnn"}
+                      "1", "--size", "64", "--clip", "", "--lrs", "2e-3,5e-4", "--md", str(md)])
+    assert set(res["curves"]) == {f"{t}, lr {lr}" for t in ("clip_rn", "clip_rn_bn1", "plain_cnn") for lr in ("0.002",
+                                                                                                         "0.0005")}
     assert all(len(c) == 2 and all(0.0 <= a <= 1.0 for _, a in c) for c in res["curves"].values())
     text = md.read_text()
-    assert "<!-- clip-shape-probe:begin -->" in text and "| plain_cnn |" in text
+    assert "<!-- clip-shape-probe:begin -->" in text and "| plain_cnn, lr 0.0005 |" in text

@@ -25,9 +25,9 @@ arguments, and each paper's pipeline lives in ``forge/configs/pipeline/`` (YOLAC
 quirks: ``pipeline/yolact_ssd.yaml``; see ``docs/data.md``).
 
 Modules: :mod:`.base` (sample helpers, :class:`Compose`), :mod:`.photometric`, :mod:`.ssd` (:class:`Expand`,
-:class:`RandomSampleCrop`), :mod:`.geometric` (:class:`RandomMirror`, :class:`Resize`), :mod:`.jitter` (large-scale jitter:
-:class:`RandomResize`, :class:`RandomCrop`), :mod:`.filters`,
-:mod:`.formatting` (:func:`pack_sample`).
+:class:`RandomSampleCrop`), :mod:`.geometric` (:class:`RandomMirror`, :class:`Resize`), :mod:`.jitter`
+(large-scale jitter: :class:`RandomResize`, :class:`RandomCrop`), :mod:`.filters`, :mod:`.formatting`
+(:func:`pack_sample`).
 """
 
 from .base import Compose, Sample
