@@ -251,7 +251,7 @@ def parse(argv):
     p.add_argument("--size", type=int, default=128)
     p.add_argument("--pool", type=int, default=3000, help="caption-image pairs for CLIP")
     p.add_argument("--clip-arch", choices=["vit", "rn"], default="rn")
-    p.add_argument("--clip-steps", type=int, default=300)
+    p.add_argument("--clip-steps", type=int, default=600)
     p.add_argument("--clip-minutes", type=float, default=12.0, help="wall-time cap of the CLIP training")
     p.add_argument("--clip-batch", type=int, default=64)
     p.add_argument("--clip-lr", type=float, default=5e-4, help="peak AdamW learning rate of the CLIP (cosine)")
