@@ -51,7 +51,7 @@ demo-nohnms: $(STAMP)
 	OMP_NUM_THREADS=2 nice -n 10 $(PY) -m nohnms.demo $(NOHNMS_ARGS)
 
 # DenseCLIP: train a small CLIP on synthetic coloured shapes, MaskCLIP on it, MaskCLIP+ on MaskCLIP's pseudo-labels,
-# then MaskCLIP's mIoU under ImageNet-C corruptions via forge-test; about 20 CPU minutes; docs/benchmarks.md sections
+# then MaskCLIP's mIoU under ImageNet-C corruptions via forge-test; about 7 CPU minutes; docs/benchmarks.md sections
 demo-denseclip: $(STAMP)
 	OMP_NUM_THREADS=1 nice -n 10 $(VENV)/bin/python benchmarks/denseclip_demo.py
 	OMP_NUM_THREADS=1 nice -n 10 $(VENV)/bin/python benchmarks/denseclip_corruption.py \

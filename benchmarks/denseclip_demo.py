@@ -311,7 +311,7 @@ def main(argv: list[str] | None = None) -> dict:
             "",
             f"![image / MaskCLIP / MaskCLIP+ / ground truth]({png_rel})",
             "",
-            f"Command: `python benchmarks/denseclip_demo.py {' '.join(argv)}`".replace(" `", " `").rstrip(),
+            f"Command: `{' '.join(['python benchmarks/denseclip_demo.py', *argv])}`",
         ])
         replace_section(args.md, SECTION, body, title=TITLE)
         print(f"wrote {args.png} and section {SECTION} of {args.md}")
