@@ -68,8 +68,8 @@ demo-edgesam: $(STAMP)
 
 # Open-Vocabulary SAM from the small CLIP of demo-denseclip and the small SAM of demo-edgesam (trained here if
 # absent): SAM2CLIP distillation (val feature MSE before / after), CLIP2SAM on a colour + shape vocabulary with the
-# words "orange" and "cross" held out of training (base / held-out accuracy and mask IoU, chance beside); about 12
-# CPU minutes; figure docs/img/ovsam_demo.png, docs/benchmarks.md section ovsam-demo
+# words "orange" and "cross" held out of training (base / held-out accuracy and mask IoU, chance beside); about 4
+# CPU minutes on 2 free cores; figure docs/img/ovsam_demo.png, docs/benchmarks.md section ovsam-demo
 demo-ovsam: $(STAMP)
 	OMP_NUM_THREADS=2 nice -n 10 $(VENV)/bin/python benchmarks/ovsam_demo.py
 

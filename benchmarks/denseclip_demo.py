@@ -2,9 +2,10 @@
 
 1. Train a small CLIP (open_clip's ``CLIP`` with a ModifiedResNet image tower, open_clip's ``ClipLoss``) on
    synthetic scenes of coloured shapes with captions naming colours and shapes (:mod:`forge.data.semseg.synthetic`);
-   AdamW at ``--clip-lr`` 5e-4, cosine: at 2e-3 the ResNet tower learns colours but never shapes, and the text tower
-   then gives "a red star" and "a red circle" the same embedding (``benchmarks/clip_shape_probe.py``), which
-   ``make demo-ovsam`` needs apart.
+   AdamW at ``--clip-lr`` 5e-4, cosine. At the earlier 2e-3 the CLIP learnt colours only: it named shapes at
+   chance and gave "a red star" and "a red circle" the same text embedding, which ``make demo-ovsam`` needs apart
+   (``benchmarks/clip_shape_probe.py``: even with shape labels this tower learns shapes faster and more stably at
+   5e-4).
 2. MaskCLIP (:class:`denseclip.MaskCLIP`, no training) segments the synthetic semantic split into the colour
    classes; the text classifier averages the prompts "a {} circle", "a {} square", ... (the captions' language).
 3. MaskCLIP+ (:class:`denseclip.plus.MaskCLIPPlus`: DeepLabv2 ASPP on a small dilated ResNet, output stride 8, the

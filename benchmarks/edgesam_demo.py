@@ -100,7 +100,10 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--max-per-image", type=int, default=16)
     p.add_argument("--teacher-init", default=None,
                    help="start the teacher from this checkpoint (e.g. an earlier, shorter teacher run) and train it on")
-    p.add_argument("--target", type=float, default=0.7, help="teacher GT-box mIoU required before distilling")
+    p.add_argument("--target", type=float, default=None,
+                   help="the teacher's GT-box mIoU goal (0.7; --quick: 0); a teacher below it is reported (and, with "
+                        "--strict, not distilled)")
+    p.add_argument("--strict", action="store_true", help="exit when the teacher is below --target")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--work-dir", default="work_dirs/edgesam/demo")
     p.add_argument("--figure", default="docs/img/edgesam_demo.png")
@@ -111,7 +114,8 @@ def main(argv: list[str] | None = None) -> dict:
     if args.quick:
         args.train, args.val, args.size = 8, 4, 64
         args.teacher_iters, args.phase1_iters, args.phase2_iters, args.batch = 2, 2, 2, 2
-        args.target = 0.0
+    if args.target is None:
+        args.target = 0.0 if args.quick else 0.7
     from forge.data.shapes import ensure_shapes
 
     ensure_shapes(args.data, args.train, args.val, args.size)
@@ -130,9 +134,13 @@ def main(argv: list[str] | None = None) -> dict:
                             args.threads)
     t_miou = runs["teacher"]["metrics"]["prompt/mIoU"]
     print(f"teacher: GT-box mIoU vs GT {t_miou:.3f} ({runs['teacher']['seconds']:.0f} s)", flush=True)
-    if t_miou < args.target:
-        raise SystemExit(f"edgesam_demo: the teacher reached GT-box mIoU {t_miou:.3f} < --target {args.target}: "
-                         "train it longer (--teacher-iters) before distilling")
+    below = t_miou < args.target
+    if below:
+        msg = (f"edgesam_demo: the teacher reached GT-box mIoU {t_miou:.3f} < --target {args.target} "
+               "(train it longer with --teacher-iters, or --teacher-init to continue this run)")
+        if args.strict:
+            raise SystemExit(msg)
+        print(msg + "; distilling it anyway", flush=True)
     teacher_ckpt = f"model.teacher.checkpoint={runs['teacher']['checkpoint']}"
     runs["phase1"] = train("edgesam/shapes_phase1", os.path.join(work, "phase1"),
                            common + iters(args.phase1_iters) + [teacher_ckpt], args.threads)
@@ -170,10 +178,12 @@ def main(argv: list[str] | None = None) -> dict:
             f"| teacher | {t_miou:.3f} | - | {runs['teacher']['seconds']:.0f} s |",
             *(f"| student {n} | {a:.3f} | {b:.3f} | {s:.0f} s |" for n, a, b, s in rows),
             "",
+            *([f"**The teacher is below the demo's goal of GT-box mIoU >= {args.target}** ({t_miou:.3f}); the "
+               "student rows distil this teacher.", ""] if below else []),
             f"![teacher vs student]({os.path.relpath(args.figure, os.path.dirname(args.md))})" if args.figure else "",
         ])
         replace_section(args.md, SECTION, body, title=TITLE)
-    return dict(teacher=t_miou, rows=rows, runs=runs)
+    return dict(teacher=t_miou, below_target=below, rows=rows, runs=runs)
 
 
 if __name__ == "__main__":
