@@ -11,7 +11,8 @@ the small SAM of ``make demo-edgesam``.
 4. evaluation on every validation instance with its GT box as the prompt, the vocabulary of all 30 classes and
    the official fusion (base classes head^0.9 * clip^0.1, the others head^0.1 * clip^0.9): accuracy and mask IoU
    on base and on held-out classes, the head alone and the frozen CLIP alone, chance (1 / 30) beside; then the
-   same through ``forge-test experiment=ovsam/eval_shapes_box``, which must agree to 1e-6;
+   same through ``forge-test experiment=ovsam/eval_shapes_box``, which must agree to 1e-5 (the two float32 means
+   differ by ~1e-6; one label more or less moves an accuracy by 1 / instances, 0.005 or more here);
 5. a figure (``--figure``) and the section ``ovsam-demo`` of ``--md``.
 
 Inputs are consumed by path: ``--clip`` (default ``work_dirs/denseclip_demo/clip.pt``) and ``--teacher`` (default
@@ -247,7 +248,7 @@ def forge_test_crosscheck(work: str, checkpoint: str, sam2clip: str, teacher: st
     diff = max(abs(summ[split][key] - m[metric]) for (split, key), metric in pairs.items())
     print("forge-test ovsam/eval_shapes_box: " + ", ".join(f"{v} {m[v]:.4f}" for v in pairs.values())
           + f"; largest difference to the script's evaluation {diff:.2e}", flush=True)
-    if diff > 1e-6:
+    if diff > 1e-5:  # float32 means differ by ~1e-6; one label more or less moves an accuracy by >= 0.005
         raise SystemExit(f"ovsam_demo: forge-test's evaluation differs from the script's by {diff:.3g}")
     return dict(metrics={v: m[v] for v in pairs.values()}, diff=diff, seconds=run["seconds"])
 

@@ -29,7 +29,7 @@ def test_quick_demo(tmp_path):
     # forge-test (OVSAMEvaluator + PromptSegMetric) scored the same instances as the script's own loop
     ft = out["forge_test"]["metrics"]
     assert ft["prompt/acc_base"] == pytest.approx(summ["base"]["fused"], abs=1e-6)
-    assert ft["prompt/mIoU_novel"] == pytest.approx(summ["novel"]["miou"], abs=1e-6)
+    assert ft["prompt/mIoU_novel"] == pytest.approx(summ["novel"]["miou"], abs=1e-5)
     text = md.read_text()
     assert "forge-test experiment=ovsam/eval_shapes_box" in text
     assert "kept text" in text and "<!-- ovsam-demo:begin -->" in text and "| held out (10) |" in text
