@@ -14,7 +14,7 @@ from forge.ops.masks import masks_to_boxes, resize_masks
 
 from .base import Sample, check_image, coin, map_boxes, set_masks
 
-__all__ = ["RandomMirror", "Resize", "resize_image"]
+__all__ = ["RandomMirror", "Resize", "resize_image", "resize_sample"]
 
 
 class RandomMirror:
@@ -56,6 +56,32 @@ def resize_image(img: np.ndarray, size: tuple[int, int], keep_float: bool = Fals
     if img.dtype == np.uint8 and not keep_float:
         return np.clip(np.rint(out), 0, 255).astype(np.uint8)
     return out
+
+
+def resize_sample(sample: Sample, size: tuple[int, int], recompute_boxes: bool = True,
+                  keep_float: bool = False) -> Sample:
+    """Resize a sample's image, masks and boxes to ``size = (H', W')`` (the rules of :class:`Resize`): image by
+    :func:`resize_image`, masks bilinear ``> 0.5``, boxes scaled (or refitted to the resized masks when
+    ``recompute_boxes``), ``meta.scale_factor`` multiplied by the same factors, ``meta.img_shape`` set."""
+    img = sample["img"]
+    h, w = img.shape[:2]
+    new_h, new_w = size
+    sample["img"] = resize_image(img, (new_h, new_w), keep_float)
+    sx, sy = new_w / w, new_h / h
+    masks = sample["gt"].masks
+    if masks is not None and (new_h, new_w) != (h, w):
+        set_masks(sample, resize_masks(masks, (new_h, new_w)))
+    map_boxes(sample, lambda b: scale_boxes(b, (sx, sy)))
+    gt = sample["gt"]
+    if recompute_boxes and gt.masks is not None and len(gt) and (new_h, new_w) != (h, w):
+        sample["gt"] = replace(gt, boxes=masks_to_boxes(gt.masks))
+    meta = sample.get("meta")
+    if meta is not None:
+        old = meta.scale_factor
+        sample["meta"] = replace(
+            meta, scale_factor=(old[0] * sx, old[1] * sy), img_shape=(new_h, new_w), pad_shape=(new_h, new_w)
+        )
+    return sample
 
 
 class Resize:
@@ -120,25 +146,8 @@ class Resize:
         return max(1, int(round(h * scale))), max(1, int(round(w * scale)))
 
     def __call__(self, sample: Sample) -> Sample:
-        img = sample["img"]
-        h, w = img.shape[:2]
-        new_h, new_w = self.target_size(h, w)
-        sample["img"] = resize_image(img, (new_h, new_w), self.keep_float)
-        sx, sy = new_w / w, new_h / h
-        masks = sample["gt"].masks
-        if masks is not None and (new_h, new_w) != (h, w):
-            set_masks(sample, resize_masks(masks, (new_h, new_w)))
-        map_boxes(sample, lambda b: scale_boxes(b, (sx, sy)))
-        gt = sample["gt"]
-        if self.recompute_boxes and gt.masks is not None and len(gt) and (new_h, new_w) != (h, w):
-            sample["gt"] = replace(gt, boxes=masks_to_boxes(gt.masks))
-        meta = sample.get("meta")
-        if meta is not None:
-            old = meta.scale_factor
-            sample["meta"] = replace(
-                meta, scale_factor=(old[0] * sx, old[1] * sy), img_shape=(new_h, new_w), pad_shape=(new_h, new_w)
-            )
-        return sample
+        h, w = sample["img"].shape[:2]
+        return resize_sample(sample, self.target_size(h, w), self.recompute_boxes, self.keep_float)
 
     def __repr__(self) -> str:
         if self.size is not None:

@@ -24,11 +24,10 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from forge.ops.boxes import scale_boxes
-from forge.ops.masks import masks_to_boxes, resize_masks
+from forge.ops.masks import masks_to_boxes
 
 from .base import Sample, map_boxes, rand, select, set_masks
-from .geometric import resize_image
+from .geometric import resize_sample
 
 __all__ = ["RandomResize", "RandomCrop"]
 
@@ -55,26 +54,11 @@ class RandomResize:
     def __call__(self, sample: Sample) -> Sample:
         lo, hi = self.ratio_range
         ratio = rand() * (hi - lo) + lo
-        img = sample["img"]
-        h, w = img.shape[:2]
-        new_h, new_w = self.target_size(h, w, ratio)
-        if (new_h, new_w) == (h, w):
+        h, w = sample["img"].shape[:2]
+        new_size = self.target_size(h, w, ratio)
+        if new_size == (h, w):
             return sample
-        sample["img"] = resize_image(img, (new_h, new_w))
-        sx, sy = new_w / w, new_h / h
-        gt = sample["gt"]
-        if gt.masks is not None:
-            set_masks(sample, resize_masks(gt.masks, (new_h, new_w)))
-        map_boxes(sample, lambda b: scale_boxes(b, (sx, sy)))
-        gt = sample["gt"]
-        if self.recompute_boxes and gt.masks is not None and len(gt):
-            sample["gt"] = replace(gt, boxes=masks_to_boxes(gt.masks))
-        meta = sample.get("meta")
-        if meta is not None:
-            old = meta.scale_factor
-            sample["meta"] = replace(meta, scale_factor=(old[0] * sx, old[1] * sy), img_shape=(new_h, new_w),
-                                     pad_shape=(new_h, new_w))
-        return sample
+        return resize_sample(sample, new_size, self.recompute_boxes)
 
     def __repr__(self) -> str:
         return f"RandomResize(scale={self.scale}, ratio_range={self.ratio_range})"
