@@ -19,6 +19,7 @@ the section ``clip-shape-probe`` of ``--md``.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import os
 import sys
@@ -32,33 +33,21 @@ from torch import nn
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SECTION = "clip-shape-probe"
 TITLE = "## Shape probe: can the demo CLIP's image tower learn shapes?"
-MEAN = torch.tensor([123.675, 116.28, 103.53]).view(1, 3, 1, 1)
-STD = torch.tensor([58.395, 57.12, 57.375]).view(1, 3, 1, 1)
 
 
-def single_shape_scenes(n: int, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    """``(N, 3, H, W)`` normalised images of one shape each, ``(N,)`` shape index, captions ("a red star")."""
-    from forge.data.semseg.synthetic import SHAPES, render_scene
-
-    imgs, labels, caps = [], [], []
-    for i in range(n):
-        img, _, cap = render_scene(np.random.default_rng([seed, i]), size, max_shapes=1)
-        shape = cap.rsplit(" ", 1)[-1]
-        if shape not in SHAPES:  # "an empty grey picture": placement failed
-            continue
-        imgs.append(img)
-        labels.append(SHAPES.index(shape))
-        caps.append(cap)
-    x = (torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).float() - MEAN) / STD
-    return x, torch.tensor(labels), caps
-
-
+@functools.cache
 def _demo_module():
+    """``benchmarks/denseclip_demo.py``, loaded once: the demo CLIP, its scenes, its normalisation."""
     spec = importlib.util.spec_from_file_location("denseclip_demo", os.path.join(ROOT, "benchmarks",
                                                                                  "denseclip_demo.py"))
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+def single_shape_scenes(n: int, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """``denseclip_demo.single_shape_scenes``: normalised one-shape images, shape indices, captions."""
+    return _demo_module().single_shape_scenes(n, size, seed)
 
 
 def _demo_clip(size: int):

@@ -176,22 +176,35 @@ def picture(path: str, imgs, mc, mp, labs, n: int = 4) -> None:
     plt.close(fig)
 
 
+def single_shape_scenes(n: int, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """Scenes ``0 .. n-1`` of one shape each: ``(N, 3, H, W)`` normalised images, ``(N,)`` shape index into
+    ``SHAPES``, captions ("a red star"); scenes whose placement failed ("an empty grey picture") are left out."""
+    from forge.data.semseg.synthetic import SHAPES, render_scene
+
+    imgs, labels, caps = [], [], []
+    for i in range(n):
+        img, _, cap = render_scene(np.random.default_rng([seed, i]), size, max_shapes=1)
+        shape = cap.rsplit(" ", 1)[-1]
+        if shape not in SHAPES:
+            continue
+        imgs.append(img)
+        labels.append(SHAPES.index(shape))
+        caps.append(cap)
+    x = (torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).float() - MEAN) / STD
+    return x, torch.tensor(labels), caps
+
+
 @torch.no_grad()
 def zero_shot_naming(clip, n: int, size: int, seed: int) -> dict:
     """The CLIP naming ``n`` single-shape scenes among the 30 captions "a {colour} {shape}": fraction right, colour
     right (chance 1/6), shape right (chance 1/5), and the mean text cosine of captions differing only in shape."""
     from open_clip.tokenizer import tokenize
 
-    from forge.data.semseg.synthetic import COLOURS, SHAPES, render_scene
+    from forge.data.semseg.synthetic import COLOURS, SHAPES
 
     classes = [f"a {c} {s}" for c in COLOURS for s in SHAPES]
-    imgs, gt = [], []
-    for i in range(n):
-        img, _, cap = render_scene(np.random.default_rng([seed, i]), size, max_shapes=1)
-        if cap in classes:  # not "an empty grey picture"
-            imgs.append(img)
-            gt.append(classes.index(cap))
-    x = (torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).float() - MEAN) / STD
+    x, _, caps = single_shape_scenes(n, size, seed)
+    gt = [classes.index(c) for c in caps]
     was_training = clip.training
     clip.eval()
     text = clip.encode_text(tokenize(classes, context_length=clip.context_length), normalize=True)
